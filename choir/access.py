@@ -1,0 +1,126 @@
+"""Who is singing, and what they may do in a room: one set of rules for the
+page, the history API, the socket and replay alike."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.utils import timezone
+
+from choir.models import Membership, Room, Sanction
+
+GUEST_NAME_MAX = 40
+SESSION_GUEST_NAME = "choir_guest_name"
+
+
+@dataclass(frozen=True, slots=True)
+class Singer:
+    """The person behind a request or socket: a user, or a guest."""
+
+    user: Any | None
+    name: str
+    guest_key: str = ""
+
+    @property
+    def user_id(self) -> int | None:
+        return self.user.pk if self.user is not None else None
+
+    @property
+    def is_guest(self) -> bool:
+        return self.user is None
+
+    @property
+    def is_staff(self) -> bool:
+        return bool(self.user is not None and self.user.is_staff)
+
+
+def display_name(user: Any) -> str:
+    return (user.get_full_name() or user.get_username())[:150]
+
+
+def clean_guest_name(raw: str | None) -> str | None:
+    """A guest's chosen name, or None if unusable."""
+    if not raw:
+        return None
+    name = " ".join(raw.split())[:GUEST_NAME_MAX]
+    if not name or not name.isprintable():
+        return None
+    return name
+
+
+def singer_for(user: Any | None, session: Any | None, requested_name: str | None = None) -> Singer:
+    """Build a Singer from Django's user and session (scope or request)."""
+    if user is not None and user.is_authenticated:
+        return Singer(user=user, name=display_name(user))
+    session_key = getattr(session, "session_key", None) if session is not None else None
+    # Without a session (a bare client) idempotent retries are scoped to this
+    # one connection: there is nothing else to recognise the guest by.
+    guest_key = f"s:{session_key}" if session_key else f"c:{secrets.token_hex(8)}"
+    chosen = None
+    if session is not None:
+        try:
+            chosen = session.get(SESSION_GUEST_NAME)
+        except Exception:  # a session that cannot be read is treated as none
+            chosen = None
+    name = clean_guest_name(chosen) or clean_guest_name(requested_name) or f"guest-{guest_key[2:8]}"
+    return Singer(user=None, name=f"{name} (guest)" if not name.startswith("guest-") else name, guest_key=guest_key)
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    can_view: bool
+    can_post: bool
+    is_conductor: bool
+    is_member: bool
+    banned: bool
+    why_not_post: str = ""
+    muted_until: datetime | None = None
+
+
+def active_sanctions(room: Room, user: Any) -> dict[str, Sanction]:
+    now = timezone.now()
+    found: dict[str, Sanction] = {}
+    for sanction in Sanction.objects.filter(room=room, user=user, lifted_at__isnull=True).order_by("created_at"):
+        if sanction.is_active(now):
+            found[sanction.kind] = sanction
+    return found
+
+
+def access_for(room: Room, singer: Singer) -> Access:
+    """Evaluate the room's rules for one singer (runs a query or two)."""
+    role = None
+    sanctions: dict[str, Sanction] = {}
+    if singer.user is not None:
+        role = Membership.objects.filter(room=room, user=singer.user).values_list("role", flat=True).first()
+        sanctions = active_sanctions(room, singer.user)
+    is_staff = singer.is_staff
+    is_member = role is not None
+    is_conductor = is_staff or role == Membership.Role.CONDUCTOR
+    banned = Sanction.Kind.BAN in sanctions and not is_staff
+    can_view = not banned and (room.is_public or is_member or is_staff)
+
+    why = ""
+    muted_until = None
+    if not can_view:
+        why = "you may not enter this room"
+    elif not room.is_open:
+        why = "this room is closed"
+    elif room.mode == Room.Mode.STAGE and not is_conductor:
+        why = "this is a stage room: only conductors sing here"
+    elif singer.is_guest and not (room.guests_may_post and room.is_public):
+        why = "guests may not post in this room: sign in to sing"
+    elif Sanction.Kind.MUTE in sanctions and not is_conductor:
+        muted_until = sanctions[Sanction.Kind.MUTE].until
+        why = "you are muted in this room" + (f" until {muted_until:%Y-%m-%d %H:%M} UTC" if muted_until else "")
+    return Access(
+        can_view=can_view,
+        can_post=not why,
+        is_conductor=is_conductor and can_view,
+        is_member=is_member,
+        banned=banned,
+        why_not_post=why,
+        muted_until=muted_until,
+    )

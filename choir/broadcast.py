@@ -1,0 +1,46 @@
+"""The only code that sends to the channel layer.
+
+Services call `on_commit`, so listeners never hear of a row that could still
+roll back. A failed send is logged and counted, never raised: the row is
+stored, and every hub heals gaps from the database (see choir/hub.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+
+from choir import events, metrics
+
+log = logging.getLogger("choir.broadcast")
+
+
+def on_commit(room_id: int, event: events.Event) -> None:
+    """Broadcast `event` to the room once the current transaction commits."""
+    transaction.on_commit(lambda: send(room_id, event))
+
+
+def send(room_id: int, event: events.Event) -> None:
+    """Broadcast now, from synchronous code."""
+    try:
+        async_to_sync(asend)(room_id, event)
+    except Exception:  # already logged by asend; sync callers must not fail after commit
+        pass
+
+
+async def asend(room_id: int, event: events.Event) -> None:
+    """Broadcast now, from the event loop."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        await layer.group_send(events.group_name(room_id), {**event, "room_id": room_id, "at": time.time()})
+    except Exception:
+        metrics.BROADCAST_FAILURES.inc()
+        log.warning("broadcast failed room=%s type=%s", room_id, event.get("type"), exc_info=True)
+        raise
+    metrics.BROADCASTS.labels(event["type"]).inc()

@@ -1,0 +1,255 @@
+"""The room socket: parse a frame, call a service, send the answer.
+
+Deliveries do not pass through this class: the process hub (choir/hub.py)
+writes broadcast frames straight to each socket, so a consumer has no
+channel-layer channel of its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
+from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.utils import await_many_dispatch
+from django.conf import settings
+
+from choir import metrics, presence, protocol, services
+from choir.access import Access, Singer, access_for, singer_for
+from choir.hub import Feed, get_hub
+from choir.models import Room
+from choir.protocol import Close, Code, Refusal
+from choir.ratelimit import TokenBucket
+from choir.selectors import messages_after
+
+log = logging.getLogger("choir.socket")
+
+
+class RoomConsumer(AsyncWebsocketConsumer):
+    conn_id: str
+    user_id: int | None = None
+    name: str = ""
+    client_ip: str = ""
+    cursor: int = 0
+    backlog: list[tuple[int, str]] | None = None
+    feed: Feed | None = None
+    singer: Singer
+    access: Access
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        # Like AsyncConsumer.__call__, minus the per-socket channel: the hub
+        # is this process's only channel-layer member.
+        self.scope = scope
+        self.channel_layer = None
+        self.base_send = send
+        try:
+            await await_many_dispatch([receive], self.dispatch)
+        except StopConsumer:
+            pass
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Stock dispatch hops to a thread per frame to close stale database
+        # connections; every database call here already does that itself.
+        handler = getattr(self, message["type"].replace(".", "_"), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    # Connect -----------------------------------------------------------------
+
+    async def websocket_connect(self, message: dict[str, Any]) -> None:
+        self.conn_id = secrets.token_hex(8)
+        self.opened = time.monotonic()
+        self.closing = False
+        self.bucket = TokenBucket(settings.CHOIR_RATE_PER_SECOND, settings.CHOIR_RATE_BURST)
+        self.strikes = 0
+        self.last_typing = 0.0
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        user = self.scope.get("user")
+        self.singer = singer_for(user, self.scope.get("session"), (query.get("name") or [None])[0])
+        self.user_id = self.singer.user_id
+        self.name = self.singer.name
+        self.client_ip = (self.scope.get("client") or ["?"])[0] or "?"
+        slug = self.scope["url_route"]["kwargs"]["slug"]
+
+        room, self.access = await database_sync_to_async(_enter)(slug, self.singer)
+        # Accept first so that every refusal is a close code a browser can read.
+        await self.accept()
+        if room is None:
+            return await self.shut(Close.NOT_FOUND, "no such room")
+        if not room.is_open:
+            return await self.shut(Close.ROOM_CLOSED, "this room is closed")
+        if not self.access.can_view:
+            return await self.shut(Close.FORBIDDEN, "you may not enter this room")
+        hub = get_hub()
+        over = hub.admit(self)
+        if over:
+            return await self.shut(Close.FLOODING, over)
+
+        after: int | None = None
+        after_error: Refusal | None = None
+        try:
+            after = protocol.parse_after((query.get("after") or [None])[0])
+        except ValueError as exc:
+            after_error = Refusal(Code.INVALID, f"ignored ?after=: {exc}")
+
+        self.feed = await hub.join(room, self)
+        latest, replay, skipped = await database_sync_to_async(_snapshot)(room, after)
+        online, online_count = await hub.online(self.feed)
+        await self.send(
+            text_data=protocol.hello_frame(
+                room={"slug": room.slug, "title": room.title, "topic": room.topic, "mode": room.mode},
+                you={
+                    "name": self.name,
+                    "guest": self.singer.is_guest,
+                    "can_post": self.access.can_post,
+                    "why_not": self.access.why_not_post or None,
+                    "conductor": self.access.is_conductor,
+                },
+                seq=latest,
+                online=online,
+                online_count=online_count,
+            )
+        )
+        if after_error is not None:
+            await self.send(text_data=protocol.error_frame(after_error))
+        self.cursor = latest if after is None else min(after, latest)
+        if after is not None:
+            metrics.REPLAYS.inc()
+            if skipped is not None:
+                await self.send(text_data=protocol.truncated_frame(*skipped))
+            for frame in replay:
+                await self.send(text_data=protocol.encode(frame))
+            metrics.REPLAYED_MESSAGES.inc(len(replay))
+            self.cursor = max(self.cursor, latest)
+            await self.send(text_data=protocol.synced_frame(latest))
+        await hub.go_live(self.feed, self)
+        log.info("connect room=%s user=%s conn=%s after=%s", room.slug, self.name, self.conn_id, after)
+
+    async def shut(self, code: int, reason: str) -> None:
+        """Say why, then close: the one way this socket is ever closed by us."""
+        if self.closing:
+            return
+        self.closing = True
+        metrics.REFUSALS.labels(f"close_{code}").inc()
+        await self.send(text_data=protocol.closing_frame(code, reason))
+        await self.close(code=code)
+
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        if self.feed is not None:
+            await get_hub().leave(self.feed, self)
+            self.feed = None
+        log.info(
+            "disconnect conn=%s user=%s code=%s seconds=%.1f",
+            getattr(self, "conn_id", "?"),
+            self.name,
+            message.get("code"),
+            time.monotonic() - getattr(self, "opened", time.monotonic()),
+        )
+        raise StopConsumer()
+
+    # Frames ---------------------------------------------------------------------
+
+    async def websocket_receive(self, message: dict[str, Any]) -> None:
+        if self.feed is None or self.closing:
+            return
+        try:
+            command = protocol.parse_frame(message.get("text"), message.get("bytes"))
+            handler = self.handlers[type(command)]
+            await handler(self, command)
+        except Refusal as refusal:
+            await self.refuse(refusal)
+        except Exception:
+            log.exception("frame failed conn=%s", self.conn_id)
+            await self.refuse(Refusal(Code.UNAVAILABLE, "the server failed on this frame; retry with the same client_id"))
+
+    async def refuse(self, refusal: Refusal) -> None:
+        metrics.REFUSALS.labels(refusal.code).inc()
+        await self.send(text_data=protocol.error_frame(refusal))
+
+    def _throttle(self, ref: str | None) -> None:
+        wait = self.bucket.take()
+        if not wait:
+            self.strikes = 0
+            return
+        self.strikes += 1
+        raise Refusal(Code.RATE_LIMITED, "slow down", ref=ref, retry_after=wait)
+
+    async def on_say(self, command: protocol.Say) -> None:
+        try:
+            self._throttle(command.client_id)
+        except Refusal:
+            if self.strikes >= settings.CHOIR_FLOOD_STRIKES:
+                await self.shut(Close.FLOODING, "closed for flooding")
+                return
+            raise
+        assert self.feed is not None
+        posted = await database_sync_to_async(services.message_post)(
+            room=self.feed.room, singer=self.singer, body=command.body, client_id=command.client_id, access=self.access
+        )
+        if posted.created:
+            get_hub().expect(self.feed, posted.message.seq)
+        else:
+            await self.send(text_data=posted.frame)
+
+    async def on_typing(self, command: protocol.Typing) -> None:
+        now = time.monotonic()
+        if not self.access.can_post or now - self.last_typing < settings.CHOIR_TYPING_INTERVAL:
+            return
+        self.last_typing = now
+        assert self.feed is not None
+        await presence.typing(self.feed.room.pk, author=self.name, origin=self.conn_id)
+
+    async def on_edit(self, command: protocol.Edit) -> None:
+        self._throttle(None)
+        assert self.feed is not None
+        await database_sync_to_async(services.message_edit)(
+            room=self.feed.room, actor=self.singer, seq=command.seq, body=command.body
+        )
+
+    async def on_delete(self, command: protocol.Delete) -> None:
+        self._throttle(None)
+        assert self.feed is not None
+        await database_sync_to_async(services.message_delete)(room=self.feed.room, actor=self.singer, seq=command.seq)
+
+    async def on_ping(self, command: protocol.Ping) -> None:
+        await self.send(text_data=protocol.PONG)
+
+    handlers = {
+        protocol.Say: on_say,
+        protocol.Typing: on_typing,
+        protocol.Edit: on_edit,
+        protocol.Delete: on_delete,
+        protocol.Ping: on_ping,
+    }
+
+
+def _enter(slug: str, singer: Singer) -> tuple[Room | None, Access]:
+    room = Room.objects.filter(slug=slug).first()
+    if room is None:
+        return None, Access(can_view=False, can_post=False, is_conductor=False, is_member=False, banned=False)
+    return room, access_for(room, singer)
+
+
+def _snapshot(room: Room, after: int | None) -> tuple[int, list[dict[str, Any]], tuple[int, int] | None]:
+    """The room's latest seq and, for a resume, what to replay.
+
+    Returns (latest, messages to replay, (from, to) skipped or None). When more
+    was missed than the replay limit, the newest messages are replayed and the
+    older range is left for the client to page over HTTP.
+    """
+    latest = Room.objects.filter(pk=room.pk).values_list("last_seq", flat=True).first() or 0
+    if after is None or after >= latest:
+        return latest, [], None
+    limit = settings.CHOIR_REPLAY_LIMIT
+    skipped = None
+    start = after
+    if latest - after > limit:
+        start = latest - limit
+        skipped = (after + 1, start)
+    return latest, messages_after(room, start, limit, upto=latest), skipped

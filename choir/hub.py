@@ -1,0 +1,406 @@
+"""The process's hub: one channel-layer member per room, fanning out locally.
+
+Stock Channels gives every socket its own channel and group membership, so a
+message to a 1,000-member room is 1,000 channel-layer deliveries, each decoded
+and dispatched (with a thread hop) by its own consumer. Here the process joins
+each room's group once; when an event arrives it is handed, already
+serialised, straight to every local socket of that room.
+
+The hub also keeps each room's messages in seq order for its sockets. Events
+from several processes can arrive out of order, and a broadcast can be lost
+(Redis restarting): a hub that sees a gap waits `CHOIR_GAP_WAIT` seconds for
+the missing seqs, then reads them from the database, and it compares its
+rooms with the database every `CHOIR_HUB_RESYNC` seconds, so a message that
+was stored always reaches every socket, in order, exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from typing import Any, Protocol
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from choir import events, metrics, presence, protocol
+from choir.models import Room
+from choir.selectors import message_range
+
+log = logging.getLogger("choir.hub")
+
+
+class Listener(Protocol):
+    """What the hub needs of a socket (RoomConsumer implements it)."""
+
+    conn_id: str
+    user_id: int | None
+    name: str
+    client_ip: str
+    cursor: int  # highest seq written to this socket
+    backlog: list[tuple[int, str]] | None  # frames held while it replays; None once live
+    base_send: Any
+
+    async def shut(self, code: int, reason: str) -> None: ...
+
+
+class Feed:
+    """One room as seen by this process: its local sockets and its seq order."""
+
+    __slots__ = ("room", "listeners", "last_seq", "pending", "known_seq", "gap_task", "names", "joined", "left", "flush_task")
+
+    def __init__(self, room: Room, last_seq: int) -> None:
+        self.room = room
+        self.listeners: dict[str, Listener] = {}
+        self.last_seq = last_seq  # highest seq delivered here in order
+        self.pending: dict[int, str] = {}  # frames that arrived ahead of a gap
+        self.known_seq = last_seq  # highest seq known to exist
+        self.gap_task: asyncio.Task | None = None
+        self.names: Counter[str] = Counter()  # local sockets per display name
+        self.joined: set[str] = set()  # presence changes not yet announced
+        self.left: set[str] = set()
+        self.flush_task: asyncio.Task | None = None
+
+
+class Hub:
+    RESYNC_EVERY = 2.0
+    REJOIN_EVERY = 600.0  # re-assert group membership (channels-redis expires it)
+    PRESENCE_BATCH = 0.2
+
+    def __init__(self) -> None:
+        self.layer = get_channel_layer()
+        self.channel_name = ""
+        self.feeds: dict[int, Feed] = {}
+        self.by_ip: Counter[str] = Counter()
+        self.by_user: Counter[int] = Counter()
+        self.presence = presence.store_for_this_process()
+        self._locks: dict[int, asyncio.Lock] = {}
+        self._tasks: list[asyncio.Task] = []
+        self._started = False
+        self._start_lock = asyncio.Lock()
+
+    # Lifecycle -------------------------------------------------------------
+
+    async def start(self) -> None:
+        async with self._start_lock:
+            if self._started:
+                return
+            self.channel_name = await self.layer.new_channel(prefix="hub.")
+            self._tasks = [
+                asyncio.ensure_future(self._receive_loop()),
+                asyncio.ensure_future(self._resync_loop()),
+            ]
+            self._started = True
+
+    async def shutdown(self, code: int = protocol.Close.GOING_AWAY, reason: str = "server restarting") -> None:
+        """Tell every local socket to reconnect elsewhere, then stop."""
+        for feed in list(self.feeds.values()):
+            for listener in list(feed.listeners.values()):
+                await _quietly(listener.shut(code, reason))
+        for task in self._tasks:
+            task.cancel()
+        await self.presence.close()
+
+    # Membership -------------------------------------------------------------
+
+    def admit(self, listener: Listener) -> str | None:
+        """Check the per-IP and per-user connection caps; reason if over."""
+        if self.by_ip[listener.client_ip] >= settings.CHOIR_MAX_CONNECTIONS_PER_IP:
+            return "too many connections from your address"
+        if listener.user_id is not None and self.by_user[listener.user_id] >= settings.CHOIR_MAX_CONNECTIONS_PER_USER:
+            return "too many connections for your account"
+        return None
+
+    async def join(self, room: Room, listener: Listener) -> Feed:
+        """Add a socket to its room; it is held in replay mode until `go_live`."""
+        await self.start()
+        feed = self.feeds.get(room.pk)
+        if feed is None:
+            lock = self._locks.setdefault(room.pk, asyncio.Lock())
+            async with lock:
+                feed = self.feeds.get(room.pk)
+                if feed is None:
+                    # Join the group before reading last_seq: anything stored
+                    # after the read is then sure to be heard.
+                    await self.layer.group_add(events.group_name(room.pk), self.channel_name)
+                    last_seq = await database_sync_to_async(_current_seq)(room.pk)
+                    feed = self.feeds[room.pk] = Feed(room, last_seq)
+        listener.backlog = []
+        feed.listeners[listener.conn_id] = listener
+        self.by_ip[listener.client_ip] += 1
+        if listener.user_id is not None:
+            self.by_user[listener.user_id] += 1
+        metrics.OPEN_SOCKETS.inc()
+        metrics.ONLINE.labels(room.slug).inc()
+        feed.names[listener.name] += 1
+        if feed.names[listener.name] == 1:
+            await self.presence.add(room.pk, listener.name)
+            self._presence_changed(feed, joined=listener.name)
+        return feed
+
+    async def go_live(self, feed: Feed, listener: Listener) -> None:
+        """Send what arrived during the replay, then deliver live."""
+        backlog, listener.backlog = listener.backlog or [], None
+        for seq, frame in backlog:
+            if seq == 0 or seq > listener.cursor:
+                listener.cursor = max(listener.cursor, seq)
+                await _quietly(listener.base_send({"type": "websocket.send", "text": frame}))
+
+    async def leave(self, feed: Feed, listener: Listener) -> None:
+        if feed.listeners.pop(listener.conn_id, None) is None:
+            return
+        self.by_ip[listener.client_ip] -= 1
+        if self.by_ip[listener.client_ip] <= 0:
+            del self.by_ip[listener.client_ip]
+        if listener.user_id is not None:
+            self.by_user[listener.user_id] -= 1
+            if self.by_user[listener.user_id] <= 0:
+                del self.by_user[listener.user_id]
+        metrics.OPEN_SOCKETS.dec()
+        metrics.ONLINE.labels(feed.room.slug).dec()
+        feed.names[listener.name] -= 1
+        if feed.names[listener.name] <= 0:
+            del feed.names[listener.name]
+            await _quietly(self.presence.discard(feed.room.pk, listener.name))
+            self._presence_changed(feed, left=listener.name)
+        if not feed.listeners:
+            await self._drop_feed(feed)
+
+    async def _drop_feed(self, feed: Feed) -> None:
+        room_id = feed.room.pk
+        lock = self._locks.setdefault(room_id, asyncio.Lock())
+        async with lock:
+            if feed.listeners or self.feeds.get(room_id) is not feed:
+                return
+            if feed.flush_task is None:
+                del self.feeds[room_id]
+                await _quietly(self.layer.group_discard(events.group_name(room_id), self.channel_name))
+            # else: the pending presence flush drops the feed when done
+
+    async def online(self, feed: Feed) -> tuple[list[str], int]:
+        names = await self.presence.names(feed.room.pk)
+        if not names:  # the store is unreachable: fall back to what this process sees
+            names = set(feed.names)
+        ordered = sorted(names, key=str.casefold)
+        return ordered[: settings.CHOIR_ONLINE_LIST_MAX], len(ordered)
+
+    # Delivery --------------------------------------------------------------
+
+    async def _receive_loop(self) -> None:
+        handlers = {
+            events.MESSAGE: self._on_message,
+            events.UPDATE: self._on_update,
+            events.TYPING: self._on_typing,
+            events.CLOSE: self._on_close,
+            events.EJECT: self._on_eject,
+            events.ROOM_CHANGED: self._on_room_changed,
+        }
+        while True:
+            try:
+                event = await self.layer.receive(self.channel_name)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("hub receive failed; retrying", exc_info=True)
+                await asyncio.sleep(0.5)
+                continue
+            feed = self.feeds.get(event.get("room_id", -1))
+            handler = handlers.get(event.get("type"))
+            if feed is None or handler is None:
+                continue
+            try:
+                await handler(feed, event)
+            except Exception:
+                log.exception("hub failed to handle %s", event.get("type"))
+
+    async def _on_message(self, feed: Feed, event: events.Event) -> None:
+        seq = event["seq"]
+        if seq <= feed.last_seq:
+            return
+        if seq == feed.last_seq + 1:
+            await self._deliver(feed, seq, event["frame"])
+            await self._drain(feed)
+            if "at" in event:
+                metrics.BROADCAST_LATENCY.observe(max(time.time() - event["at"], 0))
+        else:
+            feed.pending[seq] = event["frame"]
+            self.expect(feed, seq)
+
+    async def _deliver(self, feed: Feed, seq: int, frame: str) -> None:
+        feed.last_seq = seq
+        if seq > feed.known_seq:
+            feed.known_seq = seq
+        message = {"type": "websocket.send", "text": frame}
+        delivered = 0
+        for listener in list(feed.listeners.values()):
+            if listener.backlog is not None:
+                listener.backlog.append((seq, frame))
+            elif seq > listener.cursor:
+                listener.cursor = seq
+                delivered += 1
+                await _quietly(listener.base_send(message))
+        metrics.FRAMES_DELIVERED.inc(delivered)
+
+    async def _drain(self, feed: Feed) -> None:
+        while feed.pending:
+            frame = feed.pending.pop(feed.last_seq + 1, None)
+            if frame is None:
+                feed.pending = {s: f for s, f in feed.pending.items() if s > feed.last_seq}
+                return
+            await self._deliver(feed, feed.last_seq + 1, frame)
+
+    def expect(self, feed: Feed, seq: int) -> None:
+        """Note that `seq` exists; if it is not delivered soon, fetch it."""
+        if seq > feed.known_seq:
+            feed.known_seq = seq
+        if feed.known_seq > feed.last_seq and (feed.gap_task is None or feed.gap_task.done()):
+            feed.gap_task = asyncio.ensure_future(self._fill_gap(feed))
+
+    async def _fill_gap(self, feed: Feed) -> None:
+        await asyncio.sleep(settings.CHOIR_GAP_WAIT)
+        while feed.known_seq > feed.last_seq and self.feeds.get(feed.room.pk) is feed:
+            first, last = feed.last_seq + 1, feed.known_seq
+            try:
+                rows = await database_sync_to_async(message_range)(feed.room.pk, feed.room.slug, first, last)
+            except Exception:
+                log.warning("gap fill %s..%s in room %s failed; retrying", first, last, feed.room.pk, exc_info=True)
+                await asyncio.sleep(1.0)
+                continue
+            metrics.GAP_FILLS.inc()
+            for row in rows:
+                if row["seq"] == feed.last_seq + 1:
+                    feed.pending.pop(row["seq"], None)
+                    await self._deliver(feed, row["seq"], protocol.encode(row))
+            await self._drain(feed)
+            if feed.known_seq > feed.last_seq:
+                if not rows:
+                    # The database does not have them (yet): give up on the
+                    # claim rather than stall the room; the resync re-checks.
+                    feed.known_seq = feed.last_seq
+                    return
+                await asyncio.sleep(settings.CHOIR_GAP_WAIT)
+
+    async def _on_update(self, feed: Feed, event: events.Event) -> None:
+        await self._to_all(feed, event["frame"])
+
+    async def _on_typing(self, feed: Feed, event: events.Event) -> None:
+        await self._to_all(feed, event["frame"], skip=event.get("origin"))
+
+    async def _to_all(self, feed: Feed, frame: str, skip: str | None = None) -> None:
+        message = {"type": "websocket.send", "text": frame}
+        for listener in list(feed.listeners.values()):
+            if listener.conn_id == skip:
+                continue
+            if listener.backlog is not None:
+                listener.backlog.append((0, frame))
+            else:
+                await _quietly(listener.base_send(message))
+
+    async def _on_close(self, feed: Feed, event: events.Event) -> None:
+        for listener in list(feed.listeners.values()):
+            await _quietly(listener.shut(event["code"], event["reason"]))
+
+    async def _on_eject(self, feed: Feed, event: events.Event) -> None:
+        for listener in list(feed.listeners.values()):
+            if listener.user_id == event["user_id"]:
+                await _quietly(listener.shut(event["code"], event["reason"]))
+
+    async def _on_room_changed(self, feed: Feed, event: events.Event) -> None:
+        room = await database_sync_to_async(Room.objects.filter(pk=feed.room.pk).first)()
+        if room is not None:
+            feed.room = room
+
+    # Presence --------------------------------------------------------------
+
+    def _presence_changed(self, feed: Feed, *, joined: str | None = None, left: str | None = None) -> None:
+        # Changes are batched so a crowd arriving at once costs one frame per
+        # batch, not one per arrival sent to everyone already there.
+        if joined:
+            if joined in feed.left:
+                feed.left.discard(joined)
+            else:
+                feed.joined.add(joined)
+        if left:
+            if left in feed.joined:
+                feed.joined.discard(left)
+            else:
+                feed.left.add(left)
+        if feed.flush_task is None:
+            feed.flush_task = asyncio.ensure_future(self._flush_presence(feed))
+
+    async def _flush_presence(self, feed: Feed) -> None:
+        try:
+            await asyncio.sleep(self.PRESENCE_BATCH)
+            joined, left = feed.joined, feed.left
+            feed.joined, feed.left = set(), set()
+            if joined or left:
+                online = await self.presence.names(feed.room.pk) or set(feed.names)
+                # A name still connected through another process has not left.
+                left = {name for name in left if name not in online}
+                if joined or left:
+                    await _quietly(
+                        presence.announce(feed.room.pk, joined=sorted(joined), left=sorted(left), online=len(online))
+                    )
+        finally:
+            feed.flush_task = None
+            if not feed.listeners:
+                await self._drop_feed(feed)
+
+    # Healing ---------------------------------------------------------------
+
+    async def _resync_loop(self) -> None:
+        last_rejoin = time.monotonic()
+        while True:
+            await asyncio.sleep(self.RESYNC_EVERY)
+            if not self.feeds:
+                continue
+            try:
+                latest = await database_sync_to_async(_current_seqs)(list(self.feeds))
+                for room_id, seq in latest.items():
+                    feed = self.feeds.get(room_id)
+                    if feed is not None and seq > feed.last_seq:
+                        self.expect(feed, seq)
+                await self.presence.refresh({room_id: set(feed.names) for room_id, feed in self.feeds.items()})
+                if time.monotonic() - last_rejoin > self.REJOIN_EVERY:
+                    last_rejoin = time.monotonic()
+                    for room_id in list(self.feeds):
+                        await self.layer.group_add(events.group_name(room_id), self.channel_name)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("hub resync failed; will retry", exc_info=True)
+
+
+def _current_seq(room_id: int) -> int:
+    return Room.objects.filter(pk=room_id).values_list("last_seq", flat=True).first() or 0
+
+
+def _current_seqs(room_ids: list[int]) -> dict[int, int]:
+    return dict(Room.objects.filter(pk__in=room_ids).values_list("id", "last_seq"))
+
+
+async def _quietly(awaitable: Any) -> None:
+    """Await a send or close whose failure must not stop the fan-out."""
+    try:
+        await awaitable
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.debug("send to a socket failed", exc_info=True)
+
+
+_hubs: dict[asyncio.AbstractEventLoop, Hub] = {}
+
+
+def get_hub() -> Hub:
+    """The hub of the running event loop (one per process under Daphne)."""
+    loop = asyncio.get_running_loop()
+    hub = _hubs.get(loop)
+    if hub is None:
+        for old in [known for known in _hubs if known.is_closed()]:
+            del _hubs[old]
+        hub = _hubs[loop] = Hub()
+    return hub

@@ -1,0 +1,25 @@
+"""Prometheus metrics (served at /metrics to allowed callers only).
+
+Counters are bumped once per broadcast or per frame handled, never per
+delivery, to keep the fan-out loop cheap.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+OPEN_SOCKETS = Gauge("choir_open_sockets", "WebSockets open in this process")
+ONLINE = Gauge("choir_room_online", "Sockets open in a room in this process", ["room"])
+MESSAGES_STORED = Counter("choir_messages_stored_total", "Messages stored")
+FRAMES_DELIVERED = Counter("choir_frames_delivered_total", "Frames written to sockets")
+REFUSALS = Counter("choir_refusals_total", "Frames or connections refused", ["code"])
+REPLAYS = Counter("choir_replays_total", "Resumes served with ?after=")
+REPLAYED_MESSAGES = Counter("choir_replayed_messages_total", "Messages sent by replays")
+GAP_FILLS = Counter("choir_gap_fills_total", "Message gaps a hub filled from the database")
+BROADCASTS = Counter("choir_broadcasts_total", "Events sent to the channel layer", ["type"])
+BROADCAST_FAILURES = Counter("choir_broadcast_failures_total", "Channel-layer sends that failed")
+BROADCAST_LATENCY = Histogram(
+    "choir_broadcast_latency_seconds",
+    "From a message being stored to this process writing it to its sockets",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)

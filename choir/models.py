@@ -1,0 +1,194 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import connection, models
+from django.db.models import Q
+from django.urls import reverse
+from django.utils import timezone
+
+
+class RoomQuerySet(models.QuerySet):
+    def open(self) -> RoomQuerySet:
+        return self.filter(status=Room.Status.OPEN)
+
+
+class RoomManager(models.Manager.from_queryset(RoomQuerySet)):  # type: ignore[misc]
+    def allocate_seqs(self, room_id: int, count: int = 1, *, now=None) -> int:
+        """Reserve `count` consecutive seqs in an open room and return the last one.
+
+        Must run inside a transaction: the UPDATE takes the row lock, so
+        concurrent writers (threads or processes) queue here and seqs never
+        repeat or skip; a rollback gives the seqs back. RETURNING keeps it to
+        one round trip on PostgreSQL and SQLite alike. Raises DoesNotExist
+        when the room is gone or archived.
+        """
+        table = self.model._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {table} SET last_seq = last_seq + %s, last_message_at = %s "
+                "WHERE id = %s AND status = %s RETURNING last_seq",
+                [count, connection.ops.adapt_datetimefield_value(now or timezone.now()), room_id, Room.Status.OPEN],
+            )
+            row = cursor.fetchone()
+        if row is None:
+            raise self.model.DoesNotExist(f"room {room_id} is not open")
+        return row[0]
+
+
+class Room(models.Model):
+    class Mode(models.TextChoices):
+        OPEN = "open", "Open: every member may sing"
+        STAGE = "stage", "Stage: only conductors sing, everyone else listens"
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        ARCHIVED = "archived", "Archived"
+
+    slug = models.SlugField(max_length=64, unique=True)
+    title = models.CharField(max_length=120)
+    topic = models.CharField(max_length=300, blank=True)
+    is_public = models.BooleanField(
+        default=True, help_text="Public rooms are visible to everyone; private ones to members only."
+    )
+    guests_may_post = models.BooleanField(
+        default=False, help_text="Visitors who are not signed in may post (public rooms only)."
+    )
+    mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.OPEN)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    slow_mode_seconds = models.PositiveIntegerField(
+        default=0, help_text="At most one message per this many seconds per person (0 = off)."
+    )
+    retention_days = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Delete history older than this (empty = global default)."
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    last_seq = models.PositiveBigIntegerField(default=0, editable=False)
+    last_message_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = RoomManager()
+
+    class Meta:
+        ordering = ["title"]
+
+    def __str__(self) -> str:
+        return self.title
+
+    def get_absolute_url(self) -> str:
+        return reverse("room-detail", args=[self.slug])
+
+    @property
+    def group_name(self) -> str:
+        # Built from the primary key, never from user input, so it is always a
+        # valid channel-layer group name.
+        return f"room.{self.pk}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status == self.Status.OPEN
+
+
+class Message(models.Model):
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="messages")
+    seq = models.PositiveBigIntegerField()
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # A guest has no user: this key (their session, or one connection) scopes
+    # idempotent retries to them.
+    guest_key = models.CharField(max_length=64, blank=True, default="")
+    author_name = models.CharField(max_length=150)
+    body = models.TextField()
+    client_id = models.CharField(max_length=64, null=True, blank=True)
+    sent_at = models.DateTimeField(default=timezone.now)
+    edited_at = models.DateTimeField(null=True, blank=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["room", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["room", "seq"], name="message_seq_unique_per_room"),
+            models.UniqueConstraint(
+                fields=["room", "author", "client_id"],
+                condition=Q(author__isnull=False, client_id__isnull=False),
+                name="message_client_id_unique_per_user",
+            ),
+            models.UniqueConstraint(
+                fields=["room", "guest_key", "client_id"],
+                condition=Q(author__isnull=True, client_id__isnull=False),
+                name="message_client_id_unique_per_guest",
+            ),
+        ]
+        indexes = [models.Index(fields=["sent_at"], name="message_sent_at")]
+
+    def __str__(self) -> str:
+        return f"{self.room.slug}#{self.seq} {self.author_name}"
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.deleted_at is not None
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        MEMBER = "member", "Member"
+        CONDUCTOR = "conductor", "Conductor (moderator)"
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="choir_memberships")
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
+    joined_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["room", "user"], name="membership_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.room} ({self.role})"
+
+
+class Sanction(models.Model):
+    """A mute or ban of one user in one room, for a time or for good."""
+
+    class Kind(models.TextChoices):
+        MUTE = "mute", "Mute"
+        BAN = "ban", "Ban"
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="sanctions")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="choir_sanctions")
+    kind = models.CharField(max_length=4, choices=Kind.choices)
+    until = models.DateTimeField(null=True, blank=True, help_text="Empty = until lifted.")
+    reason = models.CharField(max_length=300, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    lifted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["room", "user", "kind"], name="sanction_lookup")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.user} in {self.room}"
+
+    def is_active(self, now=None) -> bool:
+        now = now or timezone.now()
+        return self.lifted_at is None and (self.until is None or self.until > now)
+
+
+class ModerationAction(models.Model):
+    """The audit log: who did what to which room, message or person, and when."""
+
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    room = models.ForeignKey(Room, null=True, on_delete=models.SET_NULL, related_name="moderation_actions")
+    action = models.CharField(max_length=40)
+    target_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    target_seq = models.PositiveBigIntegerField(null=True, blank=True)
+    detail = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.action} by {self.actor} at {self.created_at:%Y-%m-%d %H:%M}"

@@ -1,0 +1,263 @@
+"""The wire protocol (docs/protocol.md): parsing client frames, building server frames.
+
+Nothing here touches the database or the network, so every rule of the
+contract can be tested on plain values.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from django.conf import settings
+
+PROTOCOL_VERSION = 1
+CLIENT_ID_MAX = 64
+
+
+class Code:
+    """Error codes of `error` frames."""
+
+    INVALID = "invalid"
+    UNKNOWN_TYPE = "unknown_type"
+    FORBIDDEN = "forbidden"
+    RATE_LIMITED = "rate_limited"
+    NOT_FOUND = "not_found"
+    UNAVAILABLE = "unavailable"
+
+
+class Close:
+    """WebSocket close codes, sent after accept so browsers can show why."""
+
+    GOING_AWAY = 1001
+    TOO_BIG = 1009
+    FORBIDDEN = 4403
+    NOT_FOUND = 4404
+    ROOM_CLOSED = 4410
+    FLOODING = 4429
+
+
+class Refusal(Exception):
+    """A frame or request was refused; becomes an `error` frame, never a close."""
+
+    def __init__(self, code: str, detail: str, *, ref: str | None = None, retry_after: float | None = None):
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+        self.ref = ref
+        self.retry_after = retry_after
+
+
+# Client commands ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Say:
+    body: str
+    client_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Typing:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Edit:
+    seq: int
+    body: str
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    pass
+
+
+Command = Say | Typing | Edit | Delete | Ping
+
+
+def parse_frame(text: str | None = None, data: bytes | None = None) -> Command:
+    """Turn one client frame into a command, or raise Refusal.
+
+    A text frame that is not a JSON object is a message whose body is the
+    whole text, so the barest client can sing with `socket.send("hi")`.
+    """
+    if text is None:
+        raise Refusal(Code.INVALID, "binary frames are not accepted: send text (JSON or plain)")
+    limit = settings.CHOIR_MAX_FRAME_BYTES
+    # A character is at most 4 bytes: only long frames need encoding to measure.
+    if len(text) > limit // 4 and len(text.encode("utf-8", "surrogatepass")) > limit:
+        raise Refusal(Code.INVALID, f"frame is larger than {limit} bytes")
+    obj: Any = None
+    if text[:1] == "{" or text.lstrip()[:1] == "{":
+        try:
+            obj = json.loads(text)
+        except ValueError:
+            obj = None
+    if not isinstance(obj, dict):
+        return Say(body=clean_body(text, ref=None), client_id=None)
+    return _parse_object(obj)
+
+
+def _parse_object(obj: dict[str, Any]) -> Command:
+    kind = obj.get("type")
+    ref = obj.get("client_id") if isinstance(obj.get("client_id"), str) else None
+    if kind is None:
+        raise Refusal(Code.INVALID, "frame has no 'type'", ref=ref)
+    if not isinstance(kind, str):
+        raise Refusal(Code.INVALID, "'type' must be a string", ref=ref)
+    if kind == "say":
+        client_id = _client_id(obj.get("client_id"))
+        return Say(body=clean_body(obj.get("body"), ref=client_id), client_id=client_id)
+    if kind == "typing":
+        return Typing()
+    if kind == "ping":
+        return Ping()
+    if kind == "edit":
+        return Edit(seq=_seq(obj.get("seq"), ref), body=clean_body(obj.get("body"), ref=ref))
+    if kind == "delete":
+        return Delete(seq=_seq(obj.get("seq"), ref))
+    raise Refusal(Code.UNKNOWN_TYPE, f"unknown frame type {kind[:40]!r}", ref=ref)
+
+
+def clean_body(body: Any, *, ref: str | None) -> str:
+    """Validate a message body; the same rules hold for the socket, admin and commands."""
+    if not isinstance(body, str):
+        raise Refusal(Code.INVALID, "'body' must be a string", ref=ref)
+    if not body.strip():
+        raise Refusal(Code.INVALID, "message body is empty", ref=ref)
+    if len(body) > settings.CHOIR_MAX_BODY_CHARS:
+        raise Refusal(Code.INVALID, f"message body is longer than {settings.CHOIR_MAX_BODY_CHARS} characters", ref=ref)
+    if "\x00" in body:
+        raise Refusal(Code.INVALID, "message body contains a NUL character", ref=ref)
+    try:
+        body.encode("utf-8")
+    except UnicodeEncodeError:
+        raise Refusal(Code.INVALID, "message body is not valid Unicode (lone surrogate)", ref=ref) from None
+    return body
+
+
+def _client_id(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or len(value) > CLIENT_ID_MAX or not value.isprintable():
+        raise Refusal(Code.INVALID, f"'client_id' must be 1 to {CLIENT_ID_MAX} printable characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise Refusal(Code.INVALID, "'client_id' is not valid Unicode") from None
+    return value
+
+
+def _seq(value: Any, ref: str | None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise Refusal(Code.INVALID, "'seq' must be a positive whole number", ref=ref)
+    return value
+
+
+def parse_after(raw: str | None) -> int | None:
+    """The `?after=` resume point; None when absent."""
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit() or len(raw) > 18:
+        raise ValueError("after must be a non-negative whole number")
+    return int(raw)
+
+
+# Server frames --------------------------------------------------------------
+
+
+def encode(frame: dict[str, Any]) -> str:
+    return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+
+
+def isoformat(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def message_object(
+    *,
+    seq: int,
+    id: int,
+    room: str,
+    author: str,
+    body: str,
+    sent_at: datetime,
+    client_id: str | None,
+    edited_at: datetime | None = None,
+    deleted: bool = False,
+) -> dict[str, Any]:
+    """A message as the socket and the history API both show it."""
+    return {
+        "type": "message",
+        "seq": seq,
+        "id": id,
+        "room": room,
+        "author": author,
+        "body": "" if deleted else body,
+        "sent_at": isoformat(sent_at),
+        "client_id": client_id,
+        "edited_at": isoformat(edited_at),
+        "deleted": deleted,
+    }
+
+
+def hello_frame(*, room: dict[str, Any], you: dict[str, Any], seq: int, online: list[str], online_count: int) -> str:
+    return encode(
+        {
+            "type": "hello",
+            "protocol": PROTOCOL_VERSION,
+            "room": room,
+            "you": you,
+            "seq": seq,
+            "online": online,
+            "online_count": online_count,
+        }
+    )
+
+
+def synced_frame(seq: int) -> str:
+    return encode({"type": "synced", "seq": seq})
+
+
+def truncated_frame(first: int, last: int) -> str:
+    return encode({"type": "truncated", "from": first, "to": last})
+
+
+def edited_frame(*, room: str, seq: int, body: str, edited_at: datetime) -> str:
+    return encode({"type": "edited", "room": room, "seq": seq, "body": body, "edited_at": isoformat(edited_at)})
+
+
+def deleted_frame(*, room: str, seq: int) -> str:
+    return encode({"type": "deleted", "room": room, "seq": seq})
+
+
+def presence_frame(*, joined: list[str], left: list[str], online: int) -> str:
+    return encode({"type": "presence", "joined": joined, "left": left, "online": online})
+
+
+def typing_frame(author: str) -> str:
+    return encode({"type": "typing", "author": author})
+
+
+PONG = encode({"type": "pong"})
+
+
+def error_frame(refusal: Refusal) -> str:
+    frame: dict[str, Any] = {"type": "error", "code": refusal.code, "detail": refusal.detail, "ref": refusal.ref}
+    if refusal.retry_after is not None:
+        frame["retry_after"] = round(refusal.retry_after, 3)
+    return encode(frame)
+
+
+def closing_frame(code: int, reason: str) -> str:
+    return encode({"type": "closing", "code": code, "reason": reason})

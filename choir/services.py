@@ -1,0 +1,324 @@
+"""Every change to Choir's state: store it, then broadcast it once committed.
+
+The consumer, the views, the admin and the management commands all call these
+functions; nothing else writes rooms or messages or talks to the channel layer.
+Each raises `protocol.Refusal` when the change is not allowed, so every caller
+reports refusals the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.db import DatabaseError, IntegrityError, transaction
+from django.utils import timezone
+
+from choir import broadcast, events, metrics, protocol
+from choir.access import Access, Singer, access_for
+from choir.models import Membership, Message, ModerationAction, Room, Sanction
+from choir.protocol import Close, Code, Refusal
+from choir.selectors import message_frame
+
+log = logging.getLogger("choir.services")
+
+SYSTEM_NAME = "Choir"
+
+
+@dataclass(frozen=True, slots=True)
+class Posted:
+    message: Message
+    frame: str  # the `message` frame, serialised once
+    created: bool  # False when an idempotent retry found the original
+
+
+def _unavailable(ref: str | None) -> Refusal:
+    return Refusal(Code.UNAVAILABLE, "storage failed: nothing was stored, retry with the same client_id", ref=ref)
+
+
+def _find_retry(room: Room, singer: Singer, client_id: str) -> Message | None:
+    rows = Message.objects.filter(room=room, client_id=client_id)
+    if singer.user is not None:
+        return rows.filter(author=singer.user).first()
+    return rows.filter(author__isnull=True, guest_key=singer.guest_key).first()
+
+
+def message_post(
+    *,
+    room: Room,
+    singer: Singer,
+    body: str,
+    client_id: str | None = None,
+    access: Access | None = None,
+    announcement: bool = False,
+) -> Posted:
+    """Store a message under the room's next seq, then broadcast it.
+
+    `access` may be passed by a caller that has just evaluated it; rules that
+    change often (room open, mutes, slow mode) are checked here every time.
+    Announcements come from staff or code outside the socket and skip the
+    posting rules, but still need an open room.
+    """
+    body = protocol.clean_body(body, ref=client_id)
+    try:
+        if client_id is not None:
+            original = _find_retry(room, singer, client_id)
+            if original is not None:
+                return Posted(original, protocol.encode(message_frame(original, room.slug)), created=False)
+        if not announcement:
+            _check_may_post(room, singer, access, client_id)
+        try:
+            with transaction.atomic():
+                now = timezone.now()
+                seq = Room.objects.allocate_seqs(room.pk, 1, now=now)
+                message = Message.objects.create(
+                    room=room,
+                    seq=seq,
+                    author=singer.user,
+                    guest_key=singer.guest_key if singer.user is None else "",
+                    author_name=singer.name if not announcement or singer.user else SYSTEM_NAME,
+                    body=body,
+                    client_id=client_id,
+                    sent_at=now,
+                )
+                frame = protocol.encode(message_frame(message, room.slug))
+                broadcast.on_commit(room.pk, events.message(seq, frame))
+        except IntegrityError:
+            # The same client_id raced in from another socket: the whole
+            # transaction (seq included) rolled back, so answer with the winner.
+            if client_id is not None:
+                original = _find_retry(room, singer, client_id)
+                if original is not None:
+                    return Posted(original, protocol.encode(message_frame(original, room.slug)), created=False)
+            raise
+    except Room.DoesNotExist:
+        raise Refusal(Code.FORBIDDEN, "this room is closed", ref=client_id) from None
+    except DatabaseError:
+        log.warning("message_post storage failure room=%s", room.pk, exc_info=True)
+        raise _unavailable(client_id) from None
+    metrics.MESSAGES_STORED.inc()
+    return Posted(message, frame, created=True)
+
+
+def _check_may_post(room: Room, singer: Singer, access: Access | None, client_id: str | None) -> None:
+    current = access_for(room, singer) if access is None or singer.user is not None else access
+    if not current.can_post:
+        raise Refusal(Code.FORBIDDEN, current.why_not_post, ref=client_id)
+    if room.slow_mode_seconds and singer.user is not None and not current.is_conductor:
+        since = timezone.now() - timedelta(seconds=room.slow_mode_seconds)
+        last = (
+            Message.objects.filter(room=room, author=singer.user, sent_at__gt=since)
+            .order_by("-seq")
+            .values_list("sent_at", flat=True)
+            .first()
+        )
+        if last is not None:
+            wait = room.slow_mode_seconds - (timezone.now() - last).total_seconds()
+            raise Refusal(
+                Code.RATE_LIMITED,
+                f"slow mode: one message per {room.slow_mode_seconds} s",
+                ref=client_id,
+                retry_after=max(wait, 0.1),
+            )
+
+
+def _find_message(room: Room, seq: int) -> Message:
+    message = Message.objects.filter(room=room, seq=seq, deleted_at__isnull=True).first()
+    if message is None:
+        raise Refusal(Code.NOT_FOUND, f"no message {seq} in this room")
+    return message
+
+
+def _may_change(message: Message, actor: Singer, room: Room) -> bool:
+    if actor.user is None:
+        return False
+    if message.author_id == actor.user.pk:
+        return True
+    return access_for(room, actor).is_conductor
+
+
+def message_edit(*, room: Room, actor: Singer, seq: int, body: str, moderator: bool = False) -> Message:
+    """Change a message's body: its author, a conductor, or staff (moderator=True)."""
+    body = protocol.clean_body(body, ref=None)
+    message = _find_message(room, seq)
+    if not moderator and not _may_change(message, actor, room):
+        raise Refusal(Code.FORBIDDEN, "only the author or a conductor may edit this message")
+    with transaction.atomic():
+        message.body = body
+        message.edited_at = timezone.now()
+        message.save(update_fields=["body", "edited_at"])
+        if message.author_id != actor.user_id:
+            _record(actor, room, "edit", target_user_id=message.author_id, target_seq=seq)
+        broadcast.on_commit(
+            room.pk, events.update(protocol.edited_frame(room=room.slug, seq=seq, body=body, edited_at=message.edited_at))
+        )
+    return message
+
+
+REDACTED = "[redacted by a moderator]"
+
+
+def message_redact(*, room: Room, actor: Singer, seq: int) -> Message:
+    """Replace a message's text, keeping that it was there (moderators only)."""
+    if not access_for(room, actor).is_conductor:
+        raise Refusal(Code.FORBIDDEN, "only conductors may redact messages")
+    return message_edit(room=room, actor=actor, seq=seq, body=REDACTED, moderator=True)
+
+
+def message_delete(*, room: Room, actor: Singer, seq: int, moderator: bool = False) -> Message:
+    """Delete a message; it keeps its seq, so nobody's numbering shifts."""
+    message = _find_message(room, seq)
+    if not moderator and not _may_change(message, actor, room):
+        raise Refusal(Code.FORBIDDEN, "only the author or a conductor may delete this message")
+    with transaction.atomic():
+        message.deleted_at = timezone.now()
+        message.body = ""
+        message.save(update_fields=["deleted_at", "body"])
+        if message.author_id != actor.user_id:
+            _record(actor, room, "delete", target_user_id=message.author_id, target_seq=seq)
+        broadcast.on_commit(room.pk, events.update(protocol.deleted_frame(room=room.slug, seq=seq)))
+    return message
+
+
+def messages_delete(*, messages: list[Message], actor: Singer) -> int:
+    """Bulk delete (admin action); each deletion is broadcast to its room."""
+    count = 0
+    for message in messages:
+        if message.deleted_at is None:
+            message_delete(room=message.room, actor=actor, seq=message.seq, moderator=True)
+            count += 1
+    return count
+
+
+def room_create(
+    *, slug: str, title: str, actor: Singer | None = None, **fields: Any
+) -> Room:
+    room = Room.objects.create(slug=slug, title=title, **fields)
+    if actor is not None and actor.user is not None:
+        _record(actor, room, "room_create")
+    return room
+
+
+def room_ensure_lobby() -> Room:
+    """The public room every fresh install has, where guests may post."""
+    room, _ = Room.objects.get_or_create(
+        slug="lobby",
+        defaults={"title": "Lobby", "topic": "Say hello to the choir", "is_public": True, "guests_may_post": True},
+    )
+    return room
+
+
+def room_archive(*, room: Room, actor: Singer | None, reason: str = "this room was closed") -> Room:
+    """Close a room: every open socket gets `closing` and 4410, on every process."""
+    with transaction.atomic():
+        Room.objects.filter(pk=room.pk).update(status=Room.Status.ARCHIVED)
+        room.status = Room.Status.ARCHIVED
+        _record(actor, room, "room_archive", detail=reason)
+        broadcast.on_commit(room.pk, events.close(Close.ROOM_CLOSED, reason))
+    return room
+
+
+def room_reopen(*, room: Room, actor: Singer | None) -> Room:
+    with transaction.atomic():
+        Room.objects.filter(pk=room.pk).update(status=Room.Status.OPEN)
+        room.status = Room.Status.OPEN
+        _record(actor, room, "room_reopen")
+    return room
+
+
+def room_set_slow_mode(*, room: Room, actor: Singer, seconds: int) -> Room:
+    _require_conductor(room, actor)
+    if seconds < 0 or seconds > 86_400:
+        raise Refusal(Code.INVALID, "slow mode must be between 0 and 86400 seconds")
+    with transaction.atomic():
+        Room.objects.filter(pk=room.pk).update(slow_mode_seconds=seconds)
+        room.slow_mode_seconds = seconds
+        _record(actor, room, "slow_mode", detail=f"{seconds} s")
+    return room
+
+
+def user_mute(*, room: Room, actor: Singer, user: Any, minutes: int | None, reason: str = "") -> Sanction:
+    """Stop a user posting in a room for a time (None = until lifted)."""
+    _require_conductor(room, actor)
+    _refuse_self_or_staff(actor, user)
+    until = timezone.now() + timedelta(minutes=minutes) if minutes else None
+    with transaction.atomic():
+        sanction = Sanction.objects.create(
+            room=room, user=user, kind=Sanction.Kind.MUTE, until=until, reason=reason, created_by=actor.user
+        )
+        _record(actor, room, "mute", target_user_id=user.pk, detail=f"{minutes or 'indefinitely'} min {reason}".strip())
+    return sanction
+
+
+def user_ban(*, room: Room, actor: Singer, user: Any, reason: str = "") -> Sanction:
+    """Ban a user from a room: their open sockets close with 4403 at once."""
+    _require_conductor(room, actor)
+    _refuse_self_or_staff(actor, user)
+    with transaction.atomic():
+        sanction = Sanction.objects.create(
+            room=room, user=user, kind=Sanction.Kind.BAN, reason=reason, created_by=actor.user
+        )
+        _record(actor, room, "ban", target_user_id=user.pk, detail=reason)
+        broadcast.on_commit(room.pk, events.eject(user.pk, Close.FORBIDDEN, "you were banned from this room"))
+    return sanction
+
+
+def sanction_lift(*, sanction: Sanction, actor: Singer) -> Sanction:
+    _require_conductor(sanction.room, actor)
+    with transaction.atomic():
+        sanction.lifted_at = timezone.now()
+        sanction.save(update_fields=["lifted_at"])
+        _record(actor, sanction.room, f"un{sanction.kind}", target_user_id=sanction.user_id)
+    return sanction
+
+
+def membership_set(*, room: Room, actor: Singer | None, user: Any, role: str) -> Membership:
+    with transaction.atomic():
+        membership, _ = Membership.objects.update_or_create(room=room, user=user, defaults={"role": role})
+        _record(actor, room, "membership", target_user_id=user.pk, detail=role)
+    return membership
+
+
+def announce(*, room: Room, text: str, actor: Singer | None = None) -> Posted:
+    """Post to a room from outside a socket: admin, a command, other Django code.
+
+    Stored, sequenced and broadcast exactly like a message sent on a socket.
+    """
+    if actor is None or actor.user is None:
+        actor = Singer(user=None, name=SYSTEM_NAME, guest_key="system")
+    if not room.is_open:
+        raise Refusal(Code.FORBIDDEN, "this room is closed")
+    return message_post(room=room, singer=actor, body=text, announcement=True)
+
+
+def _require_conductor(room: Room, actor: Singer) -> None:
+    if not access_for(room, actor).is_conductor:
+        raise Refusal(Code.FORBIDDEN, "only conductors and staff may moderate this room")
+
+
+def _refuse_self_or_staff(actor: Singer, user: Any) -> None:
+    if actor.user is not None and actor.user.pk == user.pk:
+        raise Refusal(Code.INVALID, "you cannot moderate yourself")
+    if user.is_staff:
+        raise Refusal(Code.FORBIDDEN, "staff cannot be muted or banned")
+
+
+def _record(
+    actor: Singer | None,
+    room: Room | None,
+    action: str,
+    *,
+    target_user_id: int | None = None,
+    target_seq: int | None = None,
+    detail: str = "",
+) -> None:
+    ModerationAction.objects.create(
+        actor=actor.user if actor is not None else None,
+        room=room,
+        action=action,
+        target_user_id=target_user_id,
+        target_seq=target_seq,
+        detail=detail[:500],
+    )

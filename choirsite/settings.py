@@ -1,0 +1,182 @@
+"""Choir settings: every value comes from the environment, read here and only here.
+
+Unset, everything has a working local default: SQLite in ./var, the in-memory
+channel layer, DEBUG on. Set DATABASE_URL and REDIS_URL for PostgreSQL and Redis.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+
+from choirsite.env import ConfigError, env_bool, env_float, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("CHOIR_VAR_DIR", str(BASE_DIR / "var")))
+
+DEBUG = env_bool("DEBUG", default=True)
+
+SECRET_KEY = env_str("SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ConfigError("SECRET_KEY must be set when DEBUG is off")
+    SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production"
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "choir",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "choir.middleware.RequestIdMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "choir.middleware.ContentSecurityPolicyMiddleware",
+]
+
+ROOT_URLCONF = "choirsite.urls"
+ASGI_APPLICATION = "choirsite.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# Database: DATABASE_URL, or a SQLite file tuned for several writers (WAL, immediate
+# transactions so the seq counter is locked up front, and a busy timeout).
+_database_url = env_str("DATABASE_URL")
+if _database_url:
+    DATABASES = {
+        "default": dj_database_url.parse(
+            _database_url, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
+        )
+    }
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": VAR_DIR / "choir.sqlite3",
+            "OPTIONS": {
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+            "TEST": {"NAME": VAR_DIR / "test-choir.sqlite3"},
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Channel layer: in-memory for one process, Redis pub/sub for many. REDIS_URL may
+# list several comma-separated URLs: channels-redis shards groups across them.
+REDIS_URLS = env_list("REDIS_URL", [])
+if REDIS_URLS:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {
+                # redis-py 8 defaults to a 5 s socket timeout, which kills idle
+                # pub/sub readers (channels_redis issue 422): wait forever instead.
+                "hosts": [{"address": url, "socket_timeout": None} for url in REDIS_URLS],
+                "prefix": env_str("CHOIR_REDIS_PREFIX", "choir"),
+            },
+        }
+    }
+else:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            # One hub channel per process carries every room's traffic: the
+            # default capacity of 100 would silently drop under a burst.
+            "CONFIG": {"capacity": 100_000, "expiry": 60},
+        }
+    }
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "room-list"
+LOGOUT_REDIRECT_URL = "room-list"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
+# Daphne serves /static/ itself unless a front door (nginx) does.
+CHOIR_SERVE_STATIC = env_bool("CHOIR_SERVE_STATIC", default=DEBUG)
+
+# Behind a TLS-terminating proxy (nginx) in production.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_SECURE = not DEBUG
+CSRF_COOKIE_SECURE = not DEBUG
+SECURE_HSTS_SECONDS = 0 if DEBUG else env_int("SECURE_HSTS_SECONDS", 31_536_000, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
+# Choir's own limits (docs/operations.md explains each one).
+CHOIR_MAX_BODY_CHARS = env_int("CHOIR_MAX_BODY_CHARS", 4000, minimum=1)
+CHOIR_MAX_FRAME_BYTES = env_int("CHOIR_MAX_FRAME_BYTES", 16_384, minimum=256)
+CHOIR_REPLAY_LIMIT = env_int("CHOIR_REPLAY_LIMIT", 500, minimum=1)
+CHOIR_HISTORY_PAGE_MAX = env_int("CHOIR_HISTORY_PAGE_MAX", 200, minimum=1)
+CHOIR_PAGE_MESSAGES = env_int("CHOIR_PAGE_MESSAGES", 50, minimum=1)
+CHOIR_ONLINE_LIST_MAX = env_int("CHOIR_ONLINE_LIST_MAX", 200, minimum=1)
+CHOIR_RATE_PER_SECOND = env_float("CHOIR_RATE_PER_SECOND", 5.0, minimum=0.01)
+CHOIR_RATE_BURST = env_int("CHOIR_RATE_BURST", 20, minimum=1)
+CHOIR_FLOOD_STRIKES = env_int("CHOIR_FLOOD_STRIKES", 20, minimum=1)
+CHOIR_TYPING_INTERVAL = env_float("CHOIR_TYPING_INTERVAL", 3.0, minimum=0)
+CHOIR_MAX_CONNECTIONS_PER_IP = env_int("CHOIR_MAX_CONNECTIONS_PER_IP", 200, minimum=1)
+CHOIR_MAX_CONNECTIONS_PER_USER = env_int("CHOIR_MAX_CONNECTIONS_PER_USER", 20, minimum=1)
+CHOIR_GAP_WAIT = env_float("CHOIR_GAP_WAIT", 0.25, minimum=0)
+CHOIR_PRESENCE_TTL = env_int("CHOIR_PRESENCE_TTL", 60, minimum=5)
+CHOIR_METRICS_TOKEN = env_str("CHOIR_METRICS_TOKEN")
+CHOIR_METRICS_ALLOW = env_list("CHOIR_METRICS_ALLOW", ["127.0.0.1", "::1"])
+
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": "WARNING"},
+    "loggers": {
+        "choir": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+        "django": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+    },
+}

@@ -1,0 +1,15 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from choir import api, views
+
+urlpatterns = [
+    path("", views.room_list, name="room-list"),
+    path("rooms/<slug:slug>/", views.room_detail, name="room-detail"),
+    path("rooms/<slug:slug>/guest-name", views.guest_name, name="guest-name"),
+    path("api/rooms/", api.rooms, name="api-rooms"),
+    path("api/rooms/<slug:slug>/messages", api.room_messages, name="api-room-messages"),
+    path("accounts/signup/", views.signup, name="signup"),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("admin/", admin.site.urls),
+]
