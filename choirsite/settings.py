@@ -14,6 +14,7 @@ from choirsite.env import ConfigError, env_bool, env_float, env_int, env_list, e
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("CHOIR_VAR_DIR", str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 DEBUG = env_bool("DEBUG", default=True)
 
@@ -71,6 +72,11 @@ TEMPLATES = [
 
 # Database: DATABASE_URL, or a SQLite file tuned for several writers (WAL, immediate
 # transactions so the seq counter is locked up front, and a busy timeout).
+_SQLITE_OPTIONS = {
+    "transaction_mode": "IMMEDIATE",
+    "timeout": 20,
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+}
 _database_url = env_str("DATABASE_URL")
 if _database_url:
     DATABASES = {
@@ -78,19 +84,25 @@ if _database_url:
             _database_url, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
         )
     }
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+        DATABASES["default"]["OPTIONS"] = dict(_SQLITE_OPTIONS)
+        DATABASES["default"]["CONN_MAX_AGE"] = 0
 else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": VAR_DIR / "choir.sqlite3",
-            "OPTIONS": {
-                "transaction_mode": "IMMEDIATE",
-                "timeout": 20,
-                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-            },
-            "TEST": {"NAME": VAR_DIR / "test-choir.sqlite3"},
+            "OPTIONS": dict(_SQLITE_OPTIONS),
         }
     }
+DATABASES["default"].setdefault("TEST", {})
+# Lets several test runs share a machine without sharing a test database.
+_test_suffix = env_str("CHOIR_TEST_DB_SUFFIX")
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # On disk, not in memory: tests share it with threads and Daphne processes.
+    DATABASES["default"]["TEST"]["NAME"] = str(VAR_DIR / f"test-choir{_test_suffix}.sqlite3")
+elif _test_suffix:
+    DATABASES["default"]["TEST"]["NAME"] = f"test_{DATABASES['default']['NAME']}{_test_suffix}"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Channel layer: in-memory for one process, Redis pub/sub for many. REDIS_URL may
@@ -165,6 +177,13 @@ CHOIR_MAX_CONNECTIONS_PER_IP = env_int("CHOIR_MAX_CONNECTIONS_PER_IP", 200, mini
 CHOIR_MAX_CONNECTIONS_PER_USER = env_int("CHOIR_MAX_CONNECTIONS_PER_USER", 20, minimum=1)
 CHOIR_GAP_WAIT = env_float("CHOIR_GAP_WAIT", 0.25, minimum=0)
 CHOIR_PRESENCE_TTL = env_int("CHOIR_PRESENCE_TTL", 60, minimum=5)
+# Daphne, as started by `manage.py serve`.
+CHOIR_WS_MAX_MESSAGE_BYTES = env_int("CHOIR_WS_MAX_MESSAGE_BYTES", 65_536, minimum=1024)
+CHOIR_PING_INTERVAL = env_int("CHOIR_PING_INTERVAL", 20, minimum=1)
+CHOIR_PING_TIMEOUT = env_int("CHOIR_PING_TIMEOUT", 30, minimum=1)
+CHOIR_HANDSHAKE_TIMEOUT = env_int("CHOIR_HANDSHAKE_TIMEOUT", 10, minimum=1)
+CHOIR_PROXY_HEADERS = env_bool("CHOIR_PROXY_HEADERS", False)
+CHOIR_ACCESS_LOG = env_bool("CHOIR_ACCESS_LOG", DEBUG)
 CHOIR_METRICS_TOKEN = env_str("CHOIR_METRICS_TOKEN")
 CHOIR_METRICS_ALLOW = env_list("CHOIR_METRICS_ALLOW", ["127.0.0.1", "::1"])
 

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from choir import api, views
+from choir import api, health, views
 
 urlpatterns = [
     path("", views.room_list, name="room-list"),
@@ -12,4 +12,6 @@ urlpatterns = [
     path("accounts/signup/", views.signup, name="signup"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
 ]

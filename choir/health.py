@@ -1,0 +1,47 @@
+"""Liveness and readiness probes for load balancers and orchestrators."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.cache import never_cache
+
+
+@never_cache
+def healthz(request: HttpRequest) -> JsonResponse:
+    """The process is up and serving."""
+    return JsonResponse({"status": "ok"})
+
+
+def _check_database() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+
+
+def _check_channel_layer() -> None:
+    if not settings.REDIS_URLS:
+        return  # the in-memory layer lives in this process
+    import redis
+
+    for url in settings.REDIS_URLS:
+        client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        try:
+            client.ping()
+        finally:
+            client.close()
+
+
+@never_cache
+def readyz(request: HttpRequest) -> JsonResponse:
+    """Ready to serve: the database and the channel layer answer; 503 names what does not."""
+    failing: dict[str, str] = {}
+    for name, check in (("database", _check_database), ("channel_layer", _check_channel_layer)):
+        try:
+            check()
+        except Exception as exc:
+            failing[name] = f"{type(exc).__name__}: {exc}"[:300]
+    if failing:
+        return JsonResponse({"status": "unavailable", "failing": failing}, status=503)
+    return JsonResponse({"status": "ok"})

@@ -1,0 +1,111 @@
+"""Serve Choir with Daphne: one process, or N sharing one listening socket.
+
+The socket is bound here and handed to each Daphne worker with `--fd`, so the
+kernel spreads new connections over the workers. A worker that dies is started
+again; SIGTERM or SIGINT stops them all, and each says `closing` 1001 to its
+sockets first (choir/lifecycle.py).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+
+def daphne_args(fd: int) -> list[str]:
+    """Daphne's command line for one worker, from settings."""
+    args = [
+        sys.executable,
+        "-m",
+        "daphne",
+        "--fd",
+        str(fd),
+        "--ping-interval",
+        str(settings.CHOIR_PING_INTERVAL),
+        "--ping-timeout",
+        str(settings.CHOIR_PING_TIMEOUT),
+        "--websocket_connect_timeout",
+        str(settings.CHOIR_HANDSHAKE_TIMEOUT),
+        # Frames far over the protocol's limit are closed with 1009 before
+        # they are buffered whole.
+        "--websocket-max-message-size",
+        str(settings.CHOIR_WS_MAX_MESSAGE_BYTES),
+        "--websocket-max-frame-size",
+        str(settings.CHOIR_WS_MAX_MESSAGE_BYTES),
+        "--application-close-timeout",
+        "10",
+    ]
+    if settings.CHOIR_PROXY_HEADERS:
+        args.append("--proxy-headers")
+    if not settings.CHOIR_ACCESS_LOG:
+        args += ["--verbosity", "0"]
+    args.append("choirsite.asgi:application")
+    return args
+
+
+class Command(BaseCommand):
+    help = "Serve the site with N Daphne workers sharing one listening socket."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+        parser.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", "1")))
+
+    def handle(self, *args: Any, host: str, port: int, workers: int, **options: Any) -> None:
+        if workers < 1:
+            raise CommandError("--workers must be at least 1")
+        if workers > 1 and not settings.REDIS_URLS:
+            raise CommandError("several workers need a shared channel layer: set REDIS_URL")
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host.strip("[]"), port))
+        except OSError as exc:
+            raise CommandError(f"cannot listen on {host}:{port}: {exc}") from None
+        sock.listen(2048)
+        fd = sock.fileno()
+        os.set_inheritable(fd, True)
+        shown_host = f"[{host}]" if family == socket.AF_INET6 and not host.startswith("[") else host
+        self.stdout.write(f"Choir at http://{shown_host}:{sock.getsockname()[1]}/ with {workers} Daphne worker(s)")
+        self.stdout.flush()
+
+        procs: list[subprocess.Popen] = [self._spawn(fd) for _ in range(workers)]
+        stopping = False
+
+        def stop(signum: int, frame: Any) -> None:
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        try:
+            while not stopping:
+                time.sleep(0.2)
+                for index, proc in enumerate(procs):
+                    if proc.poll() is not None and not stopping:
+                        self.stderr.write(f"worker {proc.pid} exited with {proc.returncode}; starting another")
+                        time.sleep(0.5)
+                        procs[index] = self._spawn(fd)
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + 15
+            for proc in procs:
+                try:
+                    proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+            sock.close()
+
+    def _spawn(self, fd: int) -> subprocess.Popen:
+        return subprocess.Popen(daphne_args(fd), pass_fds=[fd])

@@ -1,0 +1,118 @@
+"""Shared fixtures: rooms and users, socket clients, real Daphne servers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+from django.conf import settings
+
+from tests import support
+
+
+@pytest.fixture(autouse=True)
+def _fast_limits(settings):
+    # Generous rate limits unless a test is about them.
+    settings.CHOIR_RATE_PER_SECOND = 1000.0
+    settings.CHOIR_RATE_BURST = 1000
+    settings.CHOIR_GAP_WAIT = 0.05
+
+
+@pytest.fixture(autouse=True)
+async def _stop_hubs():
+    """Each test's event loop gets its own hub; stop it with the test."""
+    yield
+    from channels.db import database_sync_to_async
+    from django.db import connections
+
+    from choir.hub import _hubs
+
+    # The thread that ran this test's database calls keeps its connection
+    # otherwise, and PostgreSQL will not drop a test database in use.
+    await database_sync_to_async(connections.close_all)()
+    loop = asyncio.get_running_loop()
+    hub = _hubs.pop(loop, None)
+    if hub is not None:
+        for task in hub._tasks:
+            task.cancel()
+        await asyncio.gather(*hub._tasks, return_exceptions=True)
+        for feed in hub.feeds.values():
+            for task in (feed.gap_task, feed.flush_task):
+                if task is not None:
+                    task.cancel()
+        await hub.presence.close()
+        layer = hub.layer
+        if hasattr(layer, "_layers") and loop in getattr(layer, "_layers", {}):
+            inner = layer._layers.pop(loop)
+            await inner.flush()
+
+
+@pytest.fixture
+def lobby(db):
+    from choir import services
+
+    return services.room_ensure_lobby()
+
+
+@pytest.fixture
+def make_room(db):
+    from choir import services
+
+    def make(slug: str = "hall", **fields):
+        fields.setdefault("title", slug.title())
+        return services.room_create(slug=slug, **fields)
+
+    return make
+
+
+@pytest.fixture
+def make_user(db):
+    from django.contrib.auth import get_user_model
+
+    def make(username: str = "alice", **fields):
+        return get_user_model().objects.create_user(username=username, password="pw-" + username, **fields)
+
+    return make
+
+
+@pytest.fixture
+def uses_redis():
+    """The test needs the Redis channel layer (pass 2 of `make test`)."""
+    support.need(bool(settings.REDIS_URLS), "needs REDIS_URL (runs in the PostgreSQL + Redis pass)")
+
+
+@pytest.fixture
+def uses_postgres():
+    support.need(
+        settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql",
+        "needs DATABASE_URL for PostgreSQL (runs in the PostgreSQL + Redis pass)",
+    )
+
+
+@pytest.fixture
+def server_env(transactional_db):
+    """Environment for a Daphne subprocess that shares this test's database."""
+    return support.server_env()
+
+
+@pytest.fixture
+def daphne(server_env):
+    """Start real Daphne servers: `daphne()` returns a running support.Server."""
+    started: list[support.Server] = []
+
+    def start(**kwargs):
+        server = support.Server(env=server_env, **kwargs)
+        server.start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def pytest_report_header(config):
+    db = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
+    layer = settings.CHANNEL_LAYERS["default"]["BACKEND"].rsplit(".", 1)[-1]
+    return f"choir: database={db} channel layer={layer} strict={support.strict()} pid={os.getpid()}"
