@@ -1,0 +1,348 @@
+"""Each guarantee of the protocol page, through the real ASGI stack.
+
+These run on whichever layer the pass configures: in-memory in pass 1, Redis
+pub/sub with PostgreSQL in pass 2.
+"""
+
+import asyncio
+
+import pytest
+from channels.db import database_sync_to_async
+
+from choir import services
+from choir.access import Singer
+from choir.models import Message, Room
+from tests.support import connect
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def test_messages_are_numbered_in_order_and_everyone_sees_that_order(lobby):
+    """Ordered: seqs 1..N, no gaps, no duplicates, same order everywhere."""
+    a, b, c = [await connect("lobby") for _ in range(3)]
+    for i in range(10):
+        await (a, b)[i % 2].say(f"note {i}")
+    for sock in (a, b, c):
+        seqs = [(await sock.expect("message"))["seq"] for _ in range(10)]
+        assert seqs == list(range(1, 11))
+    rows = await database_sync_to_async(lambda: list(Message.objects.values_list("seq", "body").order_by("seq")))()
+    assert [seq for seq, _ in rows] == list(range(1, 11))
+    for sock in (a, b, c):
+        await sock.close()
+
+
+async def test_a_message_is_stored_before_anyone_is_told(lobby):
+    listener = await connect("lobby")
+    sender = await connect("lobby")
+    await sender.say("stored first")
+    frame = await listener.expect("message")
+    stored = await database_sync_to_async(Message.objects.filter(room=lobby, seq=frame["seq"]).first)()
+    assert stored is not None and stored.body == "stored first"
+    await listener.close()
+    await sender.close()
+
+
+async def test_the_sender_is_acknowledged_with_its_own_message_frame(lobby):
+    sock = await connect("lobby")
+    await sock.say("hello", client_id="abc-1")
+    ack = await sock.expect("message")
+    assert ack["client_id"] == "abc-1"
+    assert ack["seq"] == 1
+    assert set(ack) >= {"seq", "id", "room", "author", "body", "sent_at", "client_id"}
+    assert ack["sent_at"].endswith("Z")
+    await sock.close()
+
+
+async def test_a_retry_with_the_same_client_id_stores_nothing_new(lobby):
+    """Idempotent: the sender gets the original frame again; others hear it once."""
+    listener = await connect("lobby")
+    sender = await connect("lobby")
+    await sender.say("once", client_id="retry-me")
+    first = await sender.expect("message")
+    await sender.say("once", client_id="retry-me")
+    again = await sender.expect("message")
+    assert again == first
+    assert (await listener.expect("message"))["seq"] == first["seq"]
+    await listener.nothing()
+    assert await database_sync_to_async(Message.objects.count)() == 1
+    await listener.close()
+    await sender.close()
+
+
+async def test_the_same_client_id_from_another_user_is_a_new_message(lobby, make_user):
+    alice, bob = await database_sync_to_async(make_user)("alice"), await database_sync_to_async(make_user)("bob")
+    a = await connect("lobby", user=alice)
+    b = await connect("lobby", user=bob)
+    await a.say("from alice", client_id="same")
+    await b.say("from bob", client_id="same")
+    seqs = {(await a.expect("message"))["seq"], (await a.expect("message"))["seq"]}
+    assert seqs == {1, 2}
+    await a.close()
+    await b.close()
+
+
+async def test_resuming_after_n_replays_everything_later_exactly_once_then_synced(lobby):
+    sender = await connect("lobby")
+    for i in range(5):
+        await sender.say(f"m{i}")
+    for _ in range(5):
+        await sender.expect("message")
+    resumed = await connect("lobby", query="after=2")
+    replayed = [(await resumed.expect("message"))["seq"] for _ in range(3)]
+    assert replayed == [3, 4, 5]
+    assert (await resumed.expect("synced"))["seq"] == 5
+    await sender.say("live")
+    assert (await resumed.expect("message"))["seq"] == 6
+    await resumed.nothing()
+    await sender.close()
+    await resumed.close()
+
+
+async def test_messages_posted_during_the_replay_are_not_missed_or_doubled(lobby):
+    """The window between reading history and going live loses nothing."""
+    singer = Singer(user=None, name="writer", guest_key="w")
+    for i in range(30):
+        await database_sync_to_async(services.message_post)(room=lobby, singer=singer, body=f"old {i}")
+
+    async def keep_posting():
+        for i in range(30):
+            await database_sync_to_async(services.message_post)(room=lobby, singer=singer, body=f"new {i}")
+            await asyncio.sleep(0)
+
+    writer = asyncio.ensure_future(keep_posting())
+    resumed = await connect("lobby", query="after=0")
+    await writer
+    seen = []
+    while len(seen) < 60:
+        frame = await resumed.recv()
+        if frame["type"] == "message":
+            seen.append(frame["seq"])
+    assert seen == list(range(1, 61))
+    await resumed.nothing()
+    await resumed.close()
+
+
+async def test_more_missed_than_the_replay_limit_is_truncated(lobby, settings):
+    settings.CHOIR_REPLAY_LIMIT = 3
+    singer = Singer(user=None, name="writer", guest_key="w")
+    for i in range(10):
+        await database_sync_to_async(services.message_post)(room=lobby, singer=singer, body=f"m{i}")
+    resumed = await connect("lobby", query="after=2")
+    truncated = await resumed.expect("truncated")
+    assert (truncated["from"], truncated["to"]) == (3, 7)
+    assert [(await resumed.expect("message"))["seq"] for _ in range(3)] == [8, 9, 10]
+    assert (await resumed.expect("synced"))["seq"] == 10
+    await resumed.close()
+
+
+async def test_a_bad_after_is_refused_but_the_socket_stays(lobby):
+    sock = await connect("lobby", query="after=banana")
+    error = await sock.expect("error")
+    assert error["code"] == "invalid"
+    await sock.say("still here")
+    assert (await sock.expect("message"))["body"] == "still here"
+    await sock.close()
+
+
+@pytest.mark.parametrize(
+    "frame, code",
+    [
+        ({"type": "say", "body": ""}, "invalid"),
+        ({"type": "say", "body": "   "}, "invalid"),
+        ({"type": "say"}, "invalid"),
+        ({"type": "say", "body": 42}, "invalid"),
+        ({"type": "say", "body": "x", "client_id": "x" * 65}, "invalid"),
+        ({"type": "edit", "seq": "one", "body": "x"}, "invalid"),
+        ({"body": "no type"}, "invalid"),
+        ({"type": "sing"}, "unknown_type"),
+        ({"type": "edit", "seq": 999, "body": "x"}, "not_found"),
+        ({"type": "delete", "seq": 999}, "not_found"),
+    ],
+)
+async def test_bad_frames_get_an_error_and_the_socket_stays_open(lobby, frame, code):
+    sock = await connect("lobby")
+    await sock.send(frame)
+    error = await sock.expect("error")
+    assert error["code"] == code
+    assert error["detail"]
+    await sock.send({"type": "ping"})
+    await sock.expect("pong")
+    await sock.close()
+
+
+async def test_an_over_long_body_is_invalid_and_carries_the_client_id_as_ref(lobby, settings):
+    settings.CHOIR_MAX_BODY_CHARS = 10
+    sock = await connect("lobby")
+    await sock.say("x" * 11, client_id="long-1")
+    error = await sock.expect("error")
+    assert (error["code"], error["ref"]) == ("invalid", "long-1")
+    await sock.close()
+
+
+async def test_binary_frames_get_an_error(lobby):
+    sock = await connect("lobby")
+    await sock.comm.send_to(bytes_data=b"\x00\x01binary")
+    assert (await sock.expect("error"))["code"] == "invalid"
+    await sock.close()
+
+
+async def test_a_guest_where_guests_may_not_post_is_forbidden_and_stays(make_room):
+    await database_sync_to_async(make_room)("members-only", guests_may_post=False)
+    sock = await connect("members-only", hello=False)
+    hello = await sock.expect("hello")
+    assert hello["you"]["can_post"] is False
+    await sock.say("let me in", client_id="g1")
+    error = await sock.expect("error")
+    assert (error["code"], error["ref"]) == ("forbidden", "g1")
+    await sock.send({"type": "ping"})
+    await sock.expect("pong")
+    await sock.close()
+
+
+async def test_flooding_is_rate_limited_with_retry_after_then_closed_with_4429(lobby, settings):
+    settings.CHOIR_RATE_PER_SECOND = 0.5
+    settings.CHOIR_RATE_BURST = 2
+    settings.CHOIR_FLOOD_STRIKES = 3
+    sock = await connect("lobby")
+    for i in range(2):
+        await sock.say(f"ok {i}")
+        await sock.expect("message")
+    await sock.say("too fast")
+    limited = await sock.expect("error")
+    assert limited["code"] == "rate_limited"
+    assert limited["retry_after"] > 0
+    await sock.say("again")
+    await sock.expect("error")
+    await sock.say("and again")
+    closing = await sock.expect("closing")
+    assert closing["code"] == 4429
+    assert await sock.closed() == 4429
+
+
+async def test_a_storage_failure_is_unavailable_and_the_retry_succeeds_once(lobby, monkeypatch):
+    sock = await connect("lobby")
+    real = Room.objects.allocate_seqs
+
+    def broken(*args, **kwargs):
+        from django.db import OperationalError
+
+        raise OperationalError("database is down")
+
+    monkeypatch.setattr(Room.objects, "allocate_seqs", broken)
+    await sock.say("important", client_id="imp-1")
+    error = await sock.expect("error")
+    assert (error["code"], error["ref"]) == ("unavailable", "imp-1")
+    assert await database_sync_to_async(Message.objects.count)() == 0
+    monkeypatch.setattr(Room.objects, "allocate_seqs", real)
+    await sock.say("important", client_id="imp-1")
+    assert (await sock.expect("message"))["seq"] == 1
+    await sock.say("important", client_id="imp-1")
+    assert (await sock.expect("message"))["seq"] == 1
+    assert await database_sync_to_async(Message.objects.count)() == 1
+    await sock.close()
+
+
+async def test_no_such_room_closes_with_4404(db):
+    sock = await connect("nowhere", hello=False)
+    closing = await sock.expect("closing")
+    assert closing["code"] == 4404
+    assert await sock.closed() == 4404
+
+
+async def test_a_private_room_closes_with_4403_for_outsiders(make_room, make_user):
+    await database_sync_to_async(make_room)("secret", is_public=False)
+    outsider = await database_sync_to_async(make_user)("eve")
+    for user in (None, outsider):
+        sock = await connect("secret", user=user, hello=False)
+        assert (await sock.expect("closing"))["code"] == 4403
+        assert await sock.closed() == 4403
+
+
+async def test_a_member_may_enter_a_private_room(make_room, make_user):
+    room = await database_sync_to_async(make_room)("secret", is_public=False)
+    member = await database_sync_to_async(make_user)("mia")
+    await database_sync_to_async(services.membership_set)(room=room, actor=None, user=member, role="member")
+    sock = await connect("secret", user=member)
+    await sock.say("inside")
+    assert (await sock.expect("message"))["author"] == "mia"
+    await sock.close()
+
+
+async def test_an_archived_room_closes_with_4410(make_room):
+    await database_sync_to_async(make_room)("old", status=Room.Status.ARCHIVED)
+    sock = await connect("old", hello=False)
+    assert (await sock.expect("closing"))["code"] == 4410
+    assert await sock.closed() == 4410
+
+
+async def test_archiving_closes_open_sockets_with_closing_and_4410(lobby):
+    sock = await connect("lobby")
+    await database_sync_to_async(services.room_archive)(room=lobby, actor=None)
+    closing = await sock.expect("closing")
+    assert closing["code"] == 4410 and closing["reason"]
+    assert await sock.closed() == 4410
+
+
+async def test_the_author_can_edit_and_delete_and_everyone_hears(lobby, make_user):
+    alice = await database_sync_to_async(make_user)("alice")
+    author = await connect("lobby", user=alice)
+    other = await connect("lobby")
+    await author.say("draft")
+    seq = (await author.expect("message"))["seq"]
+    await other.expect("message")
+    await author.send({"type": "edit", "seq": seq, "body": "final"})
+    for sock in (author, other):
+        edited = await sock.expect("edited")
+        assert (edited["seq"], edited["body"]) == (seq, "final")
+    await author.send({"type": "delete", "seq": seq})
+    for sock in (author, other):
+        assert (await sock.expect("deleted"))["seq"] == seq
+    message = await database_sync_to_async(Message.objects.get)(room=lobby, seq=seq)
+    assert message.deleted_at is not None and message.body == ""
+    await author.close()
+    await other.close()
+
+
+async def test_others_cannot_edit_or_delete_a_message(lobby, make_user):
+    alice, bob = await database_sync_to_async(make_user)("alice"), await database_sync_to_async(make_user)("bob")
+    a = await connect("lobby", user=alice)
+    b = await connect("lobby", user=bob)
+    await a.say("mine")
+    seq = (await a.expect("message"))["seq"]
+    await b.send({"type": "edit", "seq": seq, "body": "yours now"})
+    assert (await b.expect("error", skip=("presence", "message")))["code"] == "forbidden"
+    await b.send({"type": "delete", "seq": seq})
+    assert (await b.expect("error", skip=("presence", "message")))["code"] == "forbidden"
+    guest = await connect("lobby")
+    await guest.send({"type": "delete", "seq": seq})
+    assert (await guest.expect("error"))["code"] == "forbidden"
+    for sock in (a, b, guest):
+        await sock.close()
+
+
+async def test_typing_reaches_others_not_the_typist_and_is_throttled(lobby, settings):
+    settings.CHOIR_TYPING_INTERVAL = 60
+    typist = await connect("lobby")
+    other = await connect("lobby")
+    await typist.send({"type": "typing"})
+    await typist.send({"type": "typing"})
+    frame = await other.expect("typing", skip=("presence",))
+    assert frame["author"]
+    await other.nothing()
+    await typist.nothing()
+    await typist.close()
+    await other.close()
+
+
+async def test_presence_announces_joins_and_leaves_with_the_online_count(lobby):
+    first = await connect("lobby", query="name=Ann")
+    second = await connect("lobby", query="name=Bo", hello=False)
+    hello = await second.expect("hello")
+    assert set(hello["online"]) >= {"Ann (guest)", "Bo (guest)"}
+    joined = await first.expect("presence", skip=())
+    assert "Bo (guest)" in joined["joined"]
+    await second.close()
+    left = await first.expect("presence", skip=())
+    assert left["left"] == ["Bo (guest)"]
+    assert left["online"] == 1
+    await first.close()
