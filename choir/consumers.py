@@ -19,7 +19,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.utils import await_many_dispatch
 from django.conf import settings
 
-from choir import metrics, presence, protocol, services
+from choir import logs, metrics, presence, protocol, services
 from choir.access import Access, Singer, access_for, singer_for
 from choir.hub import Feed, get_hub
 from choir.models import Room
@@ -64,6 +64,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def websocket_connect(self, message: dict[str, Any]) -> None:
         self.conn_id = secrets.token_hex(8)
+        logs.bind_socket(self)
         self.opened = time.monotonic()
         self.closing = False
         self.bucket = TokenBucket(settings.CHOIR_RATE_PER_SECOND, settings.CHOIR_RATE_BURST)
@@ -129,7 +130,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             self.cursor = max(self.cursor, latest)
             await self.send(text_data=protocol.synced_frame(latest))
         await hub.go_live(self.feed, self)
-        log.info("connect room=%s user=%s conn=%s after=%s", room.slug, self.name, self.conn_id, after)
+        logs.socket_event(self, "connect", after=after)
 
     async def shut(self, code: int, reason: str) -> None:
         """Say why, then close: the one way this socket is ever closed by us."""
@@ -137,6 +138,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             return
         self.closing = True
         metrics.REFUSALS.labels(f"close_{code}").inc()
+        logs.closing(self, code, reason)
         await self.send(text_data=protocol.closing_frame(code, reason))
         await self.close(code=code)
 
@@ -144,12 +146,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if self.feed is not None:
             await get_hub().leave(self.feed, self)
             self.feed = None
-        log.info(
-            "disconnect conn=%s user=%s code=%s seconds=%.1f",
-            getattr(self, "conn_id", "?"),
-            self.name,
-            message.get("code"),
-            time.monotonic() - getattr(self, "opened", time.monotonic()),
+        logs.socket_event(
+            self, "disconnect", code=message.get("code"), seconds=round(time.monotonic() - getattr(self, "opened", time.monotonic()), 3)
         )
         raise StopConsumer()
 
@@ -165,11 +163,12 @@ class RoomConsumer(AsyncWebsocketConsumer):
         except Refusal as refusal:
             await self.refuse(refusal)
         except Exception:
-            log.exception("frame failed conn=%s", self.conn_id)
+            logs.socket_fault(self)
             await self.refuse(Refusal(Code.UNAVAILABLE, "the server failed on this frame; retry with the same client_id"))
 
     async def refuse(self, refusal: Refusal) -> None:
         metrics.REFUSALS.labels(refusal.code).inc()
+        logs.refusal(self, refusal.code, refusal.detail, ref=refusal.ref)
         await self.send(text_data=protocol.error_frame(refusal))
 
     def _throttle(self, ref: str | None) -> None:

@@ -1,0 +1,207 @@
+"""Structured logs: one JSON object per line, and the socket events that use them.
+
+Every line carries `ts`, `level`, `logger`, `event` and the `request_id` of the
+HTTP request or socket it belongs to, plus whatever fields the call passed in
+`extra=`. Socket lifecycle lines (connect, disconnect, closing, refusal, fault)
+always name the room and the user. Message bodies are never logged at INFO.
+
+The last refusals are also kept for the conductor's desk (choir/desk.py): in
+this process, and in a short Redis list when Redis is configured, because a
+staff member's page is served by whichever worker the kernel picked.
+
+This module is loaded by LOGGING before the app registry is ready: no models.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import datetime as dt
+import json
+import logging
+import os
+import re
+import threading
+import time
+from typing import Any
+
+from django.conf import settings
+
+from choir.middleware import request_id
+
+socket_log = logging.getLogger("choir.socket")
+
+_STANDARD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "taskName"}
+_VALID_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def _fields(record: logging.LogRecord) -> dict[str, Any]:
+    line: dict[str, Any] = {
+        "ts": dt.datetime.fromtimestamp(record.created, dt.timezone.utc).isoformat(timespec="milliseconds"),
+        "level": record.levelname.lower(),
+        "logger": record.name,
+        "event": record.getMessage(),
+        "request_id": request_id.get(),
+    }
+    for key, value in record.__dict__.items():
+        if key not in _STANDARD_ATTRS and not key.startswith("_"):
+            line[key] = value
+    if record.exc_info:
+        line["exc"] = logging.Formatter().formatException(record.exc_info)
+    return line
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: what log shippers (journald, Loki, Vector) parse."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps(_fields(record), default=str, ensure_ascii=False)
+
+
+class LogfmtFormatter(logging.Formatter):
+    """`key=value` pairs for people reading a terminal; same fields as JSON."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return " ".join(f"{key}={_logfmt_value(value)}" for key, value in _fields(record).items() if value is not None)
+
+
+def _logfmt_value(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    if text and not any(c in text for c in ' "=\n\t'):
+        return text
+    return json.dumps(text)
+
+
+# Socket events -----------------------------------------------------------------
+
+
+def bind_socket(consumer: Any) -> str:
+    """Give a socket its request id: the proxy's X-Request-ID, else its conn id.
+
+    The id is set in this task's context, so every line logged while serving
+    the socket carries it, and kept on the consumer for lines logged on its
+    behalf from other tasks (the hub closing a room).
+    """
+    rid = consumer.conn_id
+    for name, value in consumer.scope.get("headers", ()):
+        if name == b"x-request-id":
+            candidate = value.decode("latin-1")
+            if _VALID_ID.match(candidate):
+                rid = candidate
+            break
+    consumer.request_id = rid
+    request_id.set(rid)
+    return rid
+
+
+def socket_fields(consumer: Any, **more: Any) -> dict[str, Any]:
+    """Who and where, for any line about this socket."""
+    route = consumer.scope.get("url_route", {}).get("kwargs", {})
+    fields = {
+        "room": route.get("slug"),
+        "user": getattr(consumer, "name", "") or None,
+        "user_id": getattr(consumer, "user_id", None),
+        "conn": getattr(consumer, "conn_id", None),
+        "ip": getattr(consumer, "client_ip", None),
+        "request_id": getattr(consumer, "request_id", None) or request_id.get(),
+    }
+    fields.update(more)
+    return fields
+
+
+def socket_event(consumer: Any, event: str, level: int = logging.INFO, **more: Any) -> None:
+    """Log one socket lifecycle line (`connect`, `disconnect`, `closing`)."""
+    socket_log.log(level, event, extra=socket_fields(consumer, **more))
+
+
+def socket_fault(consumer: Any, **more: Any) -> None:
+    """Log the exception being handled, tied to the socket (call from `except`)."""
+    socket_log.error("fault", exc_info=True, extra=socket_fields(consumer, **more))
+
+
+def refusal(consumer: Any, code: str, detail: str, **more: Any) -> None:
+    """Log a refused frame or connection and keep it for the desk."""
+    fields = socket_fields(consumer, code=code, detail=detail, **more)
+    socket_log.info("refusal", extra=fields)
+    recent_refusals.record(code=code, room=fields["room"], user=fields["user"])
+
+
+def closing(consumer: Any, code: int, reason: str) -> None:
+    """Log the server closing a socket; a 4xxx close refuses the socket, so the desk keeps it."""
+    if code >= 4000:
+        refusal(consumer, f"close_{code}", reason)
+    else:
+        socket_event(consumer, "closing", code=code, detail=reason)
+
+
+# The desk's ring of recent refusals ------------------------------------------------
+
+
+class RecentRefusals:
+    """The last refusals: a bounded ring here, mirrored to a Redis list.
+
+    Writes to Redis run on a worker thread and are capped per second, so a
+    client flooding refusals costs this process a deque append, not a round trip.
+    """
+
+    KEEP = 50
+    REDIS_WRITES_PER_SECOND = 20
+
+    def __init__(self) -> None:
+        self.local: collections.deque[dict[str, Any]] = collections.deque(maxlen=self.KEEP)
+        self._clients: dict[str, Any] = {}
+        self._client_lock = threading.Lock()
+        self._window = 0
+        self._written = 0
+
+    def key(self) -> str:
+        prefix = settings.CHANNEL_LAYERS["default"].get("CONFIG", {}).get("prefix", "choir")
+        return f"{prefix}:recent-refusals"
+
+    def record(self, *, code: str, room: str | None, user: str | None) -> None:
+        entry = {"at": time.time(), "code": code, "room": room, "user": user, "pid": os.getpid()}
+        self.local.appendleft(entry)
+        if not settings.REDIS_URLS or not self._may_write():
+            return
+        try:
+            asyncio.get_running_loop().run_in_executor(None, self._push, entry)
+        except RuntimeError:  # no event loop: called from synchronous code
+            self._push(entry)
+
+    def latest(self, limit: int = KEEP) -> list[dict[str, Any]]:
+        """Newest first; from Redis when configured (all processes), else this process."""
+        if settings.REDIS_URLS:
+            try:
+                rows = self._redis().lrange(self.key(), 0, limit - 1)
+                return [json.loads(row) for row in rows]
+            except Exception:
+                socket_log.warning("recent refusals unavailable from Redis; showing this process's", exc_info=True)
+        return list(self.local)[:limit]
+
+    def _may_write(self) -> bool:
+        second = int(time.monotonic())
+        if second != self._window:
+            self._window, self._written = second, 0
+        self._written += 1
+        return self._written <= self.REDIS_WRITES_PER_SECOND
+
+    def _push(self, entry: dict[str, Any]) -> None:
+        try:
+            with self._redis().pipeline(transaction=False) as pipe:
+                pipe.lpush(self.key(), json.dumps(entry))
+                pipe.ltrim(self.key(), 0, self.KEEP - 1)
+                pipe.execute()
+        except Exception:
+            socket_log.debug("could not keep a refusal in Redis", exc_info=True)
+
+    def _redis(self) -> Any:
+        url = settings.REDIS_URLS[0]
+        with self._client_lock:
+            if url not in self._clients:
+                import redis
+
+                self._clients[url] = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+            return self._clients[url]
+
+
+recent_refusals = RecentRefusals()
