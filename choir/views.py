@@ -6,13 +6,16 @@ from django.conf import settings
 from django.contrib import messages as flash
 from django.contrib.auth import login
 from django.contrib.auth.forms import UserCreationForm
+from django.db.models import OuterRef, Subquery
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import NoReverseMatch, reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from choir import presence
 from choir.access import SESSION_GUEST_NAME, Access, access_for, clean_guest_name, singer_for
-from choir.models import Room
+from choir.models import Message, Room
 from choir.selectors import messages_before, visible_rooms
 
 
@@ -26,7 +29,16 @@ def visible_room_or_404(request: HttpRequest, slug: str) -> tuple[Room, Access]:
 
 
 def room_list(request: HttpRequest) -> HttpResponse:
-    rooms = list(visible_rooms(request.user).order_by("-status", "title"))
+    # The latest message rides along as two subqueries, not a query per room.
+    latest = Message.objects.filter(room=OuterRef("pk"), seq=OuterRef("last_seq"), deleted_at__isnull=True)
+    rooms = list(
+        visible_rooms(request.user)
+        .annotate(
+            latest_author=Subquery(latest.values("author_name")[:1]),
+            latest_body=Subquery(latest.values("body")[:1]),
+        )
+        .order_by("-status", "title")
+    )
     online = presence.online_counts([room.pk for room in rooms])
     for room in rooms:
         room.online_count = online.get(room.pk, 0)
@@ -36,7 +48,11 @@ def room_list(request: HttpRequest) -> HttpResponse:
 def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
     room, access = visible_room_or_404(request, slug)
     singer = singer_for(request.user, request.session)
-    history = messages_before(room, None, settings.CHOIR_PAGE_MESSAGES)
+    # ?before= pages back through history without JavaScript.
+    raw_before = request.GET.get("before", "")
+    before = int(raw_before) if raw_before.isdigit() and len(raw_before) < 19 else None
+    history = messages_before(room, before, settings.CHOIR_PAGE_MESSAGES)
+    first_seq = history[0]["seq"] if history else (before or 0)
     return render(
         request,
         "choir/room_detail.html",
@@ -45,11 +61,29 @@ def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
             "access": access,
             "singer": singer,
             "history": history,
-            "last_seq": history[-1]["seq"] if history else 0,
+            "before": before,
+            "first_seq": first_seq,
+            # Seqs start at 1 and deleted messages keep theirs, so anything
+            # above 1 means there is older history.
+            "has_older": first_seq > 1,
+            "last_seq": history[-1]["seq"] if history else max((before or 1) - 1, 0),
+            "page_size": settings.CHOIR_PAGE_MESSAGES,
             "needs_guest_name": singer.is_guest and access.can_post and not request.session.get(SESSION_GUEST_NAME),
             "max_body": settings.CHOIR_MAX_BODY_CHARS,
+            **_conductor_panel(room, access),
         },
     )
+
+
+def _conductor_panel(room: Room, access: Access) -> dict[str, object]:
+    """The moderation form's target, when this person conducts the room."""
+    if not access.is_conductor:
+        return {"show_conductor_panel": False}
+    try:
+        url = reverse("room-moderate", args=[room.slug])
+    except NoReverseMatch:  # the moderation endpoint is not installed
+        return {"show_conductor_panel": False}
+    return {"show_conductor_panel": True, "moderate_url": url}
 
 
 @require_POST
@@ -69,7 +103,10 @@ def signup(request: HttpRequest) -> HttpResponse:
         if form.is_valid():
             user = form.save()
             login(request, user)
-            return redirect(request.GET.get("next") or "room-list")
+            target = request.POST.get("next") or request.GET.get("next") or ""
+            if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+                return redirect(target)
+            return redirect("room-list")
     else:
         form = UserCreationForm()
-    return render(request, "registration/signup.html", {"form": form})
+    return render(request, "registration/signup.html", {"form": form, "next": request.GET.get("next", "")})
