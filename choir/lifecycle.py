@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from typing import Any
 
 log = logging.getLogger("choir.lifecycle")
 
@@ -30,3 +31,31 @@ def install_shutdown_hook() -> None:
         return defer.Deferred.fromFuture(future)
 
     reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)
+
+
+class CloseCodeMiddleware:
+    """Let the application close with protocol codes like 1001 under Daphne.
+
+    Autobahn, under Daphne, accepts application close codes 1000 and
+    3000-4999 only, and 1001 ("going away: reconnect") is the one a restart
+    must send. This outermost middleware writes such a close frame on the
+    WebSocket protocol object Daphne bound into its `send`.
+    """
+
+    def __init__(self, application: Any) -> None:
+        self.application = application
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        ws_protocol = getattr(send, "args", (None,))[0]
+        if scope["type"] != "websocket" or not hasattr(ws_protocol, "sendCloseFrame"):
+            return await self.application(scope, receive, send)
+
+        async def send_with_any_close_code(message: dict[str, Any]) -> None:
+            code = message.get("code")
+            if message["type"] == "websocket.close" and code is not None and 1000 < code < 3000:
+                if ws_protocol.state == ws_protocol.STATE_OPEN:
+                    ws_protocol.sendCloseFrame(code=code, isReply=False)
+                return
+            await send(message)
+
+        return await self.application(scope, receive, send_with_any_close_code)

@@ -20,7 +20,9 @@ application = ProtocolTypeRouter(
     {
         # In production nginx serves /static/; `make run` has no nginx.
         "http": ASGIStaticFilesHandler(django_http) if settings.CHOIR_SERVE_STATIC else django_http,
-        "websocket": allowed_hosts_or_no_origin(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": lifecycle.CloseCodeMiddleware(
+            allowed_hosts_or_no_origin(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+        ),
     }
 )
 
