@@ -24,7 +24,6 @@ from choir.access import Access, Singer, access_for, singer_for
 from choir.hub import Feed, get_hub
 from choir.models import Room
 from choir.protocol import Close, Code, Refusal
-from choir.ratelimit import TokenBucket
 from choir.selectors import messages_after
 
 log = logging.getLogger("choir.socket")
@@ -67,7 +66,6 @@ class RoomConsumer(AsyncWebsocketConsumer):
         logs.bind_socket(self)
         self.opened = time.monotonic()
         self.closing = False
-        self.bucket = TokenBucket(settings.CHOIR_RATE_PER_SECOND, settings.CHOIR_RATE_BURST)
         self.strikes = 0
         self.last_typing = 0.0
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
@@ -75,6 +73,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.singer = singer_for(user, self.scope.get("session"), (query.get("name") or [None])[0])
         self.user_id = self.singer.user_id
         self.name = self.singer.name
+        # One bucket per person (user, or guest session), shared by all their sockets here.
+        self.bucket = get_hub().bucket(f"u:{self.user_id}" if self.user_id is not None else f"g:{self.singer.guest_key}")
         self.client_ip = (self.scope.get("client") or ["?"])[0] or "?"
         slug = self.scope["url_route"]["kwargs"]["slug"]
 
@@ -157,10 +157,20 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if self.feed is None or self.closing:
             return
         try:
-            command = protocol.parse_frame(message.get("text"), message.get("bytes"))
+            try:
+                command = protocol.parse_frame(message.get("text"), message.get("bytes"))
+            except Refusal as refusal:
+                self._throttle(refusal.ref)  # junk costs a token too, or it could flood unchecked
+                raise
+            # Typing is dropped within its own interval; every other frame costs a token.
+            if not isinstance(command, protocol.Typing):
+                self._throttle(getattr(command, "client_id", None))
             handler = self.handlers[type(command)]
             await handler(self, command)
         except Refusal as refusal:
+            if refusal.code == Code.RATE_LIMITED and self.strikes >= settings.CHOIR_FLOOD_STRIKES:
+                await self.shut(Close.FLOODING, "closed for flooding")
+                return
             await self.refuse(refusal)
         except Exception:
             logs.socket_fault(self)
@@ -180,13 +190,6 @@ class RoomConsumer(AsyncWebsocketConsumer):
         raise Refusal(Code.RATE_LIMITED, "slow down", ref=ref, retry_after=wait)
 
     async def on_say(self, command: protocol.Say) -> None:
-        try:
-            self._throttle(command.client_id)
-        except Refusal:
-            if self.strikes >= settings.CHOIR_FLOOD_STRIKES:
-                await self.shut(Close.FLOODING, "closed for flooding")
-                return
-            raise
         assert self.feed is not None
         posted = await database_sync_to_async(services.message_post)(
             room=self.feed.room, singer=self.singer, body=command.body, client_id=command.client_id, access=self.access
@@ -205,14 +208,12 @@ class RoomConsumer(AsyncWebsocketConsumer):
         await presence.typing(self.feed.room.pk, author=self.name, origin=self.conn_id)
 
     async def on_edit(self, command: protocol.Edit) -> None:
-        self._throttle(None)
         assert self.feed is not None
         await database_sync_to_async(services.message_edit)(
             room=self.feed.room, actor=self.singer, seq=command.seq, body=command.body
         )
 
     async def on_delete(self, command: protocol.Delete) -> None:
-        self._throttle(None)
         assert self.feed is not None
         await database_sync_to_async(services.message_delete)(room=self.feed.room, actor=self.singer, seq=command.seq)
 

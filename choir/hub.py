@@ -28,6 +28,7 @@ from django.conf import settings
 
 from choir import events, metrics, presence, protocol
 from choir.models import Room
+from choir.ratelimit import TokenBucket
 from choir.selectors import message_range
 
 log = logging.getLogger("choir.hub")
@@ -76,6 +77,7 @@ class Hub:
         self.feeds: dict[int, Feed] = {}
         self.by_ip: Counter[str] = Counter()
         self.by_user: Counter[int] = Counter()
+        self.buckets: dict[str, TokenBucket] = {}  # per person; see bucket()
         self.presence = presence.store_for_this_process()
         self._locks: dict[int, asyncio.Lock] = {}
         self._tasks: list[asyncio.Task] = []
@@ -113,6 +115,17 @@ class Hub:
         if listener.user_id is not None and self.by_user[listener.user_id] >= settings.CHOIR_MAX_CONNECTIONS_PER_USER:
             return "too many connections for your account"
         return None
+
+    def bucket(self, key: str) -> TokenBucket:
+        """The token bucket of one person, shared by all their sockets in this process.
+
+        Kept until it has refilled (see the resync loop), so reconnecting does
+        not buy a flooder a fresh burst.
+        """
+        bucket = self.buckets.get(key)
+        if bucket is None:
+            bucket = self.buckets[key] = TokenBucket(settings.CHOIR_RATE_PER_SECOND, settings.CHOIR_RATE_BURST)
+        return bucket
 
     async def join(self, room: Room, listener: Listener) -> Feed:
         """Add a socket to its room; it is held in replay mode until `go_live`."""
@@ -355,6 +368,7 @@ class Hub:
         last_rejoin = time.monotonic()
         while True:
             await asyncio.sleep(self.RESYNC_EVERY)
+            self.buckets = {key: bucket for key, bucket in self.buckets.items() if not bucket.full()}
             if not self.feeds:
                 continue
             try:

@@ -33,6 +33,31 @@ def install_shutdown_hook() -> None:
     reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)
 
 
+def close_oversized_frames_with_1009() -> None:
+    """Under Daphne, answer a frame over the size limit with close code 1009.
+
+    Autobahn fails such a connection by cutting TCP ("failByDrop"), so the
+    client sees 1006 and cannot tell why. With failByDrop off it sends close
+    1009 at the frame's header; the rest of the frame is read and discarded,
+    never buffered, and the connection is dropped after the closing handshake
+    (about a second at most).
+    """
+    if "twisted.internet.reactor" not in sys.modules:
+        return
+    from daphne.ws_protocol import WebSocketFactory
+
+    original = WebSocketFactory.__init__
+    if getattr(original, "choir_polite", False):
+        return
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        self.setProtocolOptions(failByDrop=False)
+
+    __init__.choir_polite = True  # type: ignore[attr-defined]
+    WebSocketFactory.__init__ = __init__  # type: ignore[method-assign]
+
+
 class CloseCodeMiddleware:
     """Let the application close with protocol codes like 1001 under Daphne.
 

@@ -25,3 +25,8 @@ class TokenBucket:
             self.tokens -= 1.0
             return 0.0
         return (1.0 - self.tokens) / self.rate
+
+    def full(self, now: float | None = None) -> bool:
+        """True when the bucket has refilled: forgetting it then loses nothing."""
+        now = time.monotonic() if now is None else now
+        return self.tokens + (now - self.stamp) * self.rate >= self.burst

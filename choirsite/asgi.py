@@ -27,3 +27,4 @@ application = ProtocolTypeRouter(
 )
 
 lifecycle.install_shutdown_hook()
+lifecycle.close_oversized_frames_with_1009()

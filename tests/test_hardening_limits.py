@@ -1,0 +1,302 @@
+"""Limits: frame and body size, the token bucket, connection caps, dead peers.
+
+The in-process tests run the real ASGI stack (origin check, auth, routing,
+consumer, hub); the ones about Daphne's own limits (1009, pings) run a real
+`manage.py serve` and talk to it over TCP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import socket
+
+import pytest
+import websockets
+from channels.db import database_sync_to_async
+
+from choir.models import Message
+from tests.support import connect, ws_frames
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def closing_and_code(sock) -> tuple[dict, int]:
+    """The `closing` frame, then the close code that follows it."""
+    closing = await sock.expect("closing")
+    return closing, await sock.closed()
+
+
+async def answer_to(sock, client_id: str) -> dict:
+    """The `message` or `error` that answers this client_id (others' messages skipped)."""
+    while True:
+        frame = await sock.recv()
+        if frame.get("client_id") == client_id and frame["type"] == "message":
+            return frame
+        if frame["type"] == "error" and frame["ref"] == client_id:
+            return frame
+        assert frame["type"] in ("message", "presence", "typing"), frame
+
+
+async def still_open(sock) -> None:
+    await sock.send({"type": "ping"})
+    await sock.expect("pong")
+
+
+# Frame and body size --------------------------------------------------------
+
+
+async def test_a_frame_over_the_frame_limit_is_invalid_and_the_socket_stays_open(lobby, settings):
+    settings.CHOIR_MAX_FRAME_BYTES = 1024
+    settings.CHOIR_MAX_BODY_CHARS = 100_000
+    sock = await connect("lobby")
+    await sock.send({"type": "say", "body": "x" * 2000, "client_id": "big"})
+    error = await sock.expect("error")
+    assert error["code"] == "invalid"
+    assert "1024 bytes" in error["detail"]
+    await sock.say("small enough", client_id="small")
+    assert (await sock.expect("message"))["body"] == "small enough"
+    assert await database_sync_to_async(Message.objects.count)() == 1
+    await sock.close()
+
+
+async def test_the_frame_limit_counts_utf8_bytes_not_characters(lobby, settings):
+    settings.CHOIR_MAX_FRAME_BYTES = 1024
+    settings.CHOIR_MAX_BODY_CHARS = 100_000
+    sock = await connect("lobby")
+    # 300 characters, 1,200 bytes: under the limit counted in characters, over it in bytes.
+    await sock.send("🎵" * 300)
+    assert (await sock.expect("error"))["code"] == "invalid"
+    await sock.send("🎵" * 200)
+    assert (await sock.expect("message"))["body"] == "🎵" * 200
+    await sock.close()
+
+
+@pytest.mark.parametrize(
+    "body, why",
+    [
+        ("x" * 101, "longer than 100"),
+        ("", "empty"),
+        ("   \n\t ", "empty"),
+        ("before\x00after", "NUL"),
+        ("lone \ud800 surrogate", "surrogate"),
+        (42, "must be a string"),
+        (None, "must be a string"),
+    ],
+)
+async def test_a_bad_body_is_invalid_and_nothing_is_stored(lobby, settings, body, why):
+    settings.CHOIR_MAX_BODY_CHARS = 100
+    sock = await connect("lobby")
+    # json.dumps writes a lone surrogate as the escape \ud800, as a browser's JSON.stringify would.
+    await sock.send(json.dumps({"type": "say", "body": body, "client_id": "bad"}))
+    error = await sock.expect("error")
+    assert (error["code"], error["ref"]) == ("invalid", "bad")
+    assert why in error["detail"]
+    await still_open(sock)
+    assert await database_sync_to_async(Message.objects.count)() == 0
+    await sock.close()
+
+
+async def test_a_body_of_exactly_the_limit_is_accepted(lobby, settings):
+    settings.CHOIR_MAX_BODY_CHARS = 100
+    sock = await connect("lobby")
+    await sock.say("é" * 100, client_id="edge")
+    assert (await sock.expect("message"))["body"] == "é" * 100
+    await sock.close()
+
+
+async def test_a_bare_text_frame_with_nul_or_a_lone_surrogate_is_invalid(lobby):
+    sock = await connect("lobby")
+    for text in ("nul\x00here", "half a pair \udc00"):
+        await sock.send(text)
+        assert (await sock.expect("error"))["code"] == "invalid"
+    await still_open(sock)
+    await sock.close()
+
+
+# Token bucket ------------------------------------------------------------------
+
+
+async def test_the_bucket_refuses_with_retry_after_and_the_socket_stays_until_the_strikes(lobby, settings):
+    settings.CHOIR_RATE_PER_SECOND = 0.01  # one token per 100 s: none comes back during the test
+    settings.CHOIR_RATE_BURST = 3
+    settings.CHOIR_FLOOD_STRIKES = 4
+    sock = await connect("lobby")
+    for i in range(3):
+        await sock.say(f"burst {i}", client_id=f"b{i}")
+        await sock.expect("message")
+    for strike in range(3):
+        await sock.say("too fast", client_id=f"f{strike}")
+        limited = await sock.expect("error")
+        assert (limited["code"], limited["ref"]) == ("rate_limited", f"f{strike}")
+        assert 0 < limited["retry_after"] <= 100
+    await sock.say("the last straw", client_id="f3")
+    closing, code = await closing_and_code(sock)
+    assert (closing["code"], code) == (4429, 4429)
+    assert closing["reason"]
+    assert await database_sync_to_async(Message.objects.count)() == 3
+
+
+async def test_a_flood_of_frames_that_store_nothing_is_closed_too(lobby, settings):
+    settings.CHOIR_RATE_PER_SECOND = 0.01
+    settings.CHOIR_RATE_BURST = 3
+    settings.CHOIR_FLOOD_STRIKES = 4
+    sock = await connect("lobby")
+    for _ in range(50):
+        await sock.send({"type": "nonsense"})
+    answers = []
+    while True:
+        frame = await sock.recv()
+        if frame["type"] == "__closed__":
+            break
+        if frame["type"] == "error":
+            answers.append(frame["code"])
+    assert answers == ["unknown_type"] * 3 + ["rate_limited"] * 3
+    assert frame["code"] == 4429
+
+
+async def test_pings_alone_cannot_flood_either(lobby, settings):
+    settings.CHOIR_RATE_PER_SECOND = 0.01
+    settings.CHOIR_RATE_BURST = 3
+    settings.CHOIR_FLOOD_STRIKES = 4
+    sock = await connect("lobby")
+    for _ in range(50):
+        await sock.send({"type": "ping"})
+    assert await sock.closed() == 4429
+    answers = [f["type"] for f in sock.frames if f["type"] not in ("hello", "presence")]
+    assert answers == ["pong"] * 3 + ["error"] * 3 + ["closing", "__closed__"]
+
+
+async def test_a_user_s_sockets_share_one_bucket(lobby, settings, make_user):
+    settings.CHOIR_RATE_PER_SECOND = 0.01
+    settings.CHOIR_RATE_BURST = 4
+    settings.CHOIR_FLOOD_STRIKES = 100
+    alice = await database_sync_to_async(make_user)("alice")
+    first = await connect("lobby", user=alice)
+    second = await connect("lobby", user=alice)
+    answers = []
+    for i in range(8):
+        sock = (first, second)[i % 2]
+        await sock.say(f"note {i}", client_id=f"n{i}")
+        answers.append((await answer_to(sock, f"n{i}"))["type"])
+    assert answers == ["message"] * 4 + ["error"] * 4
+    # Someone else has a bucket of their own.
+    bob = await database_sync_to_async(make_user)("bob")
+    other = await connect("lobby", user=bob)
+    await other.say("hello", client_id="bob-1")
+    assert (await other.expect("message"))["author"] == "bob"
+    for sock in (first, second, other):
+        await sock.close()
+
+
+async def test_a_typing_flood_is_dropped_silently_and_does_not_close(lobby, settings):
+    settings.CHOIR_RATE_PER_SECOND = 0.01
+    settings.CHOIR_RATE_BURST = 3
+    settings.CHOIR_FLOOD_STRIKES = 4
+    sock = await connect("lobby")
+    for _ in range(50):
+        await sock.send({"type": "typing"})
+    await sock.nothing(0.3)
+    await sock.say("still here", client_id="h")
+    await sock.expect("message")
+    await sock.close()
+
+
+# Connection caps --------------------------------------------------------------
+
+
+async def test_connections_over_the_per_address_cap_are_closed_with_4429(lobby, settings):
+    settings.CHOIR_MAX_CONNECTIONS_PER_IP = 2
+    first = await connect("lobby")
+    second = await connect("lobby")
+    third = await connect("lobby", hello=False)
+    closing, code = await closing_and_code(third)
+    assert (closing["code"], code) == (4429, 4429)
+    assert "address" in closing["reason"]
+    await still_open(first)
+    await first.close()
+    await asyncio.sleep(0)  # let the hub count the close
+    fourth = await connect("lobby")
+    await still_open(fourth)
+    for sock in (second, fourth):
+        await sock.close()
+
+
+async def test_connections_over_the_per_user_cap_are_closed_with_4429(lobby, settings, make_user):
+    settings.CHOIR_MAX_CONNECTIONS_PER_USER = 2
+    alice = await database_sync_to_async(make_user)("alice")
+    bob = await database_sync_to_async(make_user)("bob")
+    mine = [await connect("lobby", user=alice) for _ in range(2)]
+    extra = await connect("lobby", user=alice, hello=False)
+    closing, code = await closing_and_code(extra)
+    assert (closing["code"], code) == (4429, 4429)
+    assert "account" in closing["reason"]
+    theirs = await connect("lobby", user=bob)
+    guest = await connect("lobby")
+    for sock in (*mine, theirs, guest):
+        await still_open(sock)
+        await sock.close()
+
+
+# Daphne's own limits, on a real server ------------------------------------------
+
+
+@pytest.mark.e2e
+async def test_a_frame_far_over_daphne_s_limit_is_closed_with_1009_before_the_protocol_limit(daphne, lobby):
+    server = daphne(extra_env={"CHOIR_WS_MAX_MESSAGE_BYTES": "65536", "CHOIR_MAX_FRAME_BYTES": "16384"})
+    async with websockets.connect(server.ws("lobby"), max_size=None) as ws:
+        await ws_frames(ws, 1, kind="hello")
+        # Over the protocol's limit, under Daphne's: refused, socket open.
+        await ws.send(json.dumps({"type": "say", "body": "y" * 30_000}))
+        error = (await ws_frames(ws, 1, kind="error"))[0]
+        assert error["code"] == "invalid"
+        await ws.send("still open")
+        assert (await ws_frames(ws, 1))[0]["body"] == "still open"
+        # Far over Daphne's limit: closed by the server.
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await ws.send("z" * 300_000)
+            await ws_frames(ws, 1, kind="never")
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+    assert await database_sync_to_async(Message.objects.count)() == 1
+
+
+def _raw_handshake(port: int, path: str) -> socket.socket:
+    """A TCP client that opens a WebSocket and then never reads or answers again."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        (
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    response = b""
+    while b"\r\n\r\n" not in response:
+        chunk = sock.recv(4096)
+        assert chunk, "closed during the handshake"
+        response += chunk
+    assert response.startswith(b"HTTP/1.1 101"), response[:200]
+    return sock
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+async def test_a_peer_that_stops_answering_pings_is_dropped_and_leaves_presence(daphne, lobby):
+    server = daphne(extra_env={"CHOIR_PING_INTERVAL": "1", "CHOIR_PING_TIMEOUT": "1"})
+    async with websockets.connect(server.ws("lobby", "name=watcher")) as watcher:
+        await ws_frames(watcher, 1, kind="hello")
+        silent = await asyncio.to_thread(_raw_handshake, server.port, "/ws/rooms/lobby/?name=deadbeat")
+        try:
+            joined = await ws_frames(watcher, 1, kind="presence")
+            assert "deadbeat (guest)" in joined[0]["joined"]
+            # The watcher answers pings (the websockets client does) and stays;
+            # the silent peer does not, and Daphne drops it.
+            left = await ws_frames(watcher, 1, kind="presence", timeout=20)
+            assert left[0]["left"] == ["deadbeat (guest)"]
+            assert left[0]["online"] == 1
+            await watcher.send(json.dumps({"type": "ping"}))
+            await ws_frames(watcher, 1, kind="pong")
+        finally:
+            silent.close()
