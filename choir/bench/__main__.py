@@ -1,0 +1,3 @@
+from choir.bench.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,278 @@
+"""Client worker processes: many real WebSocket clients per process.
+
+The orchestrator (choir.bench.scenarios) drives each worker over a pipe with
+a few commands: connect sockets, send a step's messages, drain (wait until
+every member has what was sent to its room), close. Every payload carries
+its step, sender, number and send time between `@@` marks, so a receiver
+finds it with two `str.find` calls whatever JSON the server wraps it in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import resource
+import time
+from array import array
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+MARK = "@@"
+DIALECTS = ("choir", "raw", "asgi", "channels")
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    """What one worker process talks to."""
+
+    port: int
+    dialect: str
+    worker: int
+    body_bytes: int = 64
+    concurrency: int = 64  # handshakes in flight per worker
+    open_timeout: float = 30.0
+
+
+def payload(step: int, sender: int, n: int, pad: str) -> str:
+    return f"{MARK}{step},{sender},{n},{time.time():.6f}{MARK}{pad}"
+
+
+def encode(dialect: str, text: str, client_id: str) -> str:
+    if dialect == "choir":
+        return json.dumps({"type": "say", "body": text, "client_id": client_id})
+    if dialect == "channels":
+        return json.dumps({"message": text})
+    return text  # the raw and bare ASGI servers broadcast text as is
+
+
+@dataclass(eq=False)
+class Member:
+    ws: ClientConnection
+    room: str
+    sender: int | None = None  # this socket's sender id, if it sends
+    counts: dict[int, int] = field(default_factory=dict)  # step -> payloads received
+    last_n: dict[int, int] = field(default_factory=dict)  # sender -> last n seen
+    waiting: tuple[int, asyncio.Future[float | None]] | None = None
+    closed: bool = False
+
+
+class Worker:
+    def __init__(self, conn: Connection, spec: Spec) -> None:
+        self.conn = conn
+        self.spec = spec
+        self.members: list[Member] = []
+        self.by_room: dict[str, list[Member]] = {}
+        self.senders: list[Member] = []
+        self.step = -1
+        self.latencies: dict[int, array] = {}
+        self.first_recv: dict[int, float] = {}
+        self.last_recv: dict[int, float] = {}
+        self.out_of_order = 0
+        self.late = 0
+        self.errors = 0
+        self.pad = ""
+        self.readers: list[asyncio.Task] = []
+
+    # Commands -------------------------------------------------------------
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            command, args = await loop.run_in_executor(None, self.conn.recv)
+            if command == "close":
+                await self.close()
+                self.conn.send(("closed", {}))
+                return
+            reply = await getattr(self, command)(**args)
+            self.conn.send((command, reply))
+
+    async def connect(self, rooms: list[str], senders: dict[int, int]) -> dict[str, Any]:
+        """Open one socket per entry of `rooms`; `senders` maps index -> sender id."""
+        sem = asyncio.Semaphore(self.spec.concurrency)
+        start = time.time()
+        results = await asyncio.gather(*(self._open(room, sem) for room in rooms))
+        end = time.time()
+        opened = failed = 0
+        reasons: dict[str, int] = {}
+        for index, (room, result) in enumerate(zip(rooms, results)):
+            if isinstance(result, str):
+                failed += 1
+                reasons[result] = reasons.get(result, 0) + 1
+                continue
+            opened += 1
+            member = Member(result, room, senders.get(index))
+            self.members.append(member)
+            self.by_room.setdefault(room, []).append(member)
+            if member.sender is not None:
+                self.senders.append(member)
+            self.readers.append(asyncio.ensure_future(self._read(member)))
+        return {"opened": opened, "failed": failed, "reasons": reasons, "start": start, "end": end}
+
+    async def send(self, step: int, mode: str, rate: float, duration: float, start_at: float, stagger: int) -> dict[str, Any]:
+        """Send one step's messages: `fixed` rate per sender, or `acked` (wait for each ack)."""
+        self.step = step
+        self.latencies[step] = array("d")
+        self.pad = "x" * max(0, self.spec.body_bytes - 40)
+        run = self._send_fixed if mode == "fixed" else self._send_acked
+        counts = await asyncio.gather(*(run(m, step, rate, duration, start_at, stagger) for m in self.senders))
+        sent: dict[str, int] = {}
+        for member, count in zip(self.senders, counts):
+            sent[member.room] = sent.get(member.room, 0) + count
+        return {"sent": sent, "end": time.time()}
+
+    async def drain(self, step: int, expected: dict[str, int], timeout: float) -> dict[str, Any]:
+        """Wait until each member has what was sent to its room, or `timeout`; then report."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(m.counts.get(step, 0) >= expected.get(m.room, 0) for m in self.members if not m.closed):
+                break
+            await asyncio.sleep(0.02)
+        want = sum(expected.get(m.room, 0) for m in self.members)
+        got = sum(min(m.counts.get(step, 0), expected.get(m.room, 0)) for m in self.members)
+        extra = sum(max(0, m.counts.get(step, 0) - expected.get(m.room, 0)) for m in self.members)
+        return {
+            "expected": want,
+            "received": got,
+            "extra": extra,
+            "latencies": self.latencies.get(step, array("d")).tobytes(),
+            "first_recv": self.first_recv.get(step),
+            "last_recv": self.last_recv.get(step),
+            "out_of_order": self.out_of_order,
+            "late": self.late,
+            "errors": self.errors,
+            "closed": sum(m.closed for m in self.members),
+        }
+
+    async def close(self) -> None:
+        for task in self.readers:
+            task.cancel()
+        await asyncio.gather(*(self._close(m) for m in self.members), return_exceptions=True)
+
+    # Sockets ---------------------------------------------------------------
+
+    async def _open(self, room: str, sem: asyncio.Semaphore) -> ClientConnection | str:
+        url = f"ws://127.0.0.1:{self.spec.port}/ws/rooms/{room}/"
+        # The tutorial stack refuses clients without an Origin; the others need none.
+        origin = f"http://127.0.0.1:{self.spec.port}" if self.spec.dialect == "channels" else None
+        async with sem:
+            try:
+                ws = await connect(
+                    url,
+                    origin=origin,  # type: ignore[arg-type]
+                    compression=None,
+                    ping_interval=None,
+                    open_timeout=self.spec.open_timeout,
+                    close_timeout=1,
+                    max_queue=None,
+                )
+            except Exception as exc:
+                return type(exc).__name__
+            if self.spec.dialect == "choir":
+                # A Choir socket is live once `hello` arrives.
+                try:
+                    first = await asyncio.wait_for(ws.recv(), self.spec.open_timeout)
+                except Exception as exc:
+                    await ws.close()
+                    return f"no hello: {type(exc).__name__}"
+                if '"hello"' not in first:
+                    await ws.close()
+                    return f"no hello: {first[:80]}"
+            return ws
+
+    async def _close(self, member: Member) -> None:
+        try:
+            await asyncio.wait_for(member.ws.close(), 2)
+        except Exception:
+            pass
+
+    async def _read(self, member: Member) -> None:
+        latencies, first_recv, last_recv = self.latencies, self.first_recv, self.last_recv
+        try:
+            async for text in member.ws:
+                now = time.time()
+                start = text.find(MARK)
+                if start < 0:
+                    if text.startswith('{"type":"error"'):
+                        self.errors += 1
+                        if member.waiting is not None and not member.waiting[1].done():
+                            member.waiting[1].set_result(None)
+                    continue
+                end = text.find(MARK, start + 2)
+                step_s, sender_s, n_s, sent_s = text[start + 2 : end].split(",")
+                step, sender, n = int(step_s), int(sender_s), int(n_s)
+                if step != self.step:
+                    self.late += 1
+                    continue
+                member.counts[step] = member.counts.get(step, 0) + 1
+                if n <= member.last_n.get(sender, -1):
+                    self.out_of_order += 1
+                member.last_n[sender] = n
+                latencies[step].append(now - float(sent_s))
+                if step not in first_recv:
+                    first_recv[step] = now
+                last_recv[step] = now
+                waiting = member.waiting
+                if waiting is not None and sender == member.sender and waiting[0] == n and not waiting[1].done():
+                    waiting[1].set_result(now)
+        except ConnectionClosed:
+            pass
+        except asyncio.CancelledError:
+            raise
+        finally:
+            member.closed = True
+
+    # Senders ---------------------------------------------------------------
+
+    async def _send_fixed(self, member: Member, step: int, rate: float, duration: float, start_at: float, stagger: int) -> int:
+        count = int(rate * duration)
+        assert member.sender is not None
+        # Senders of different rooms start at different phases of the period,
+        # so 100 senders at 5/s are 500 evenly spread messages a second.
+        offset = ((member.sender % stagger) / stagger) / rate if stagger > 1 else 0.0
+        give_up = start_at + duration + 10
+        sent = 0
+        for n in range(count):
+            delay = start_at + offset + n / rate - time.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if member.closed or time.time() > give_up:
+                break
+            try:
+                await member.ws.send(encode(self.spec.dialect, payload(step, member.sender, n, self.pad), f"{member.sender}-{step}-{n}"))
+            except ConnectionClosed:
+                break
+            sent += 1
+        return sent
+
+    async def _send_acked(self, member: Member, step: int, rate: float, duration: float, start_at: float, stagger: int) -> int:
+        assert member.sender is not None
+        loop = asyncio.get_running_loop()
+        delay = start_at - time.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        stop_at = start_at + duration
+        sent = 0
+        n = 0
+        while time.time() < stop_at and not member.closed:
+            future: asyncio.Future[float | None] = loop.create_future()
+            member.waiting = (n, future)
+            try:
+                await member.ws.send(encode(self.spec.dialect, payload(step, member.sender, n, self.pad), f"{member.sender}-{step}-{n}"))
+                sent += 1
+                await asyncio.wait_for(future, 10)
+            except (ConnectionClosed, asyncio.TimeoutError):
+                break
+            n += 1
+        member.waiting = None
+        return sent
+
+
+def main(conn: Connection, spec: Spec) -> None:
+    """Entry point of a client process (multiprocessing, spawn)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    asyncio.run(Worker(conn, spec).run())

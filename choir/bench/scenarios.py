@@ -1,0 +1,367 @@
+"""The scenarios: each drives one target with a pool of client processes.
+
+fan-out  one room of N members, one sender, rate stepped up
+rooms    many rooms of a few members, a sender per room
+chatter  many senders in one room, each waiting for its own ack (Choir only:
+         the references store nothing)
+idle     many open sockets: memory per socket and handshake rate
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import signal
+import shutil
+import subprocess
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from choir.bench import procstat
+from choir.bench.pool import ClientPool
+from choir.bench.stats import latency_summary, mb, merge_latencies, per
+from choir.bench.targets import ROOT, Database, Redis, Target
+
+
+@dataclass
+class Context:
+    out: Path
+    meter: procstat.Meter
+    redis: Redis
+    db: Database
+    make_target: Callable[[str], Target]
+    client_processes: int
+    body_bytes: int
+    concurrency: int
+    drain_timeout: float
+    stop_p99_ms: float
+    log: Callable[[str], None]
+    profile: bool = False
+    reuse: bool = False  # keep each server for every scenario (quick runs)
+    live: dict[str, Target] = field(default_factory=dict)
+
+
+def fanout_room(members: int) -> str:
+    return f"bench-fanout-{members}"
+
+
+def many_rooms(count: int) -> list[str]:
+    return [f"bench-room-{i:03d}" for i in range(count)]
+
+
+def idle_rooms(count: int) -> list[str]:
+    return [f"bench-idle-{i:03d}" for i in range(count)]
+
+
+CHATTER_ROOM = "bench-chatter"
+
+
+@contextmanager
+def running(ctx: Context, name: str) -> Iterator[Target]:
+    """A fresh server for one scenario, or with `reuse` the one already running."""
+    target = ctx.live.get(name) if ctx.reuse else None
+    if target is None:
+        if not ctx.reuse:
+            ctx.redis.flush()
+        target = ctx.make_target(name)
+        target.start()
+        if ctx.reuse:
+            ctx.live[name] = target
+    ctx.meter.watch("server", procstat.tree(target.pid))
+    ctx.meter.watch("serving", target.serving())
+    try:
+        yield target
+    finally:
+        ctx.meter.unwatch("server")
+        ctx.meter.unwatch("serving")
+        if not ctx.reuse:
+            target.stop()
+
+
+@contextmanager
+def clients(ctx: Context, target: Target, processes: int | None = None) -> Iterator[ClientPool]:
+    pool = ClientPool(
+        port=target.port, dialect=target.dialect, processes=processes or ctx.client_processes,
+        body_bytes=ctx.body_bytes, concurrency=ctx.concurrency,
+    )
+    ctx.meter.watch("clients", procstat.pids(*pool.pids))
+    try:
+        yield pool
+    finally:
+        ctx.meter.unwatch("clients")
+        pool.close()
+
+
+def connect(pool: ClientPool, rooms: list[str], senders: dict[int, int], timeout: float = 120) -> dict[str, Any]:
+    """Open one socket per entry of `rooms`, spread over the workers round-robin.
+
+    `senders` maps a global socket index to its sender id.
+    """
+    workers = len(pool)
+    per_worker: list[dict[str, Any]] = [{"rooms": [], "senders": {}} for _ in range(workers)]
+    for index, room in enumerate(rooms):
+        slot = per_worker[index % workers]
+        if index in senders:
+            slot["senders"][len(slot["rooms"])] = senders[index]
+        slot["rooms"].append(room)
+    replies = pool.call("connect", per_worker, timeout)
+    reasons: dict[str, int] = {}
+    for reply in replies:
+        for reason, count in reply["reasons"].items():
+            reasons[reason] = reasons.get(reason, 0) + count
+    opened = sum(r["opened"] for r in replies)
+    start = min(r["start"] for r in replies)
+    end = max(r["end"] for r in replies)
+    return {"opened": opened, "failed": sum(r["failed"] for r in replies), "reasons": reasons, "seconds": end - start}
+
+
+def measure_step(
+    ctx: Context, pool: ClientPool, *, step: int, mode: str, rate: float, duration: float, stagger: int = 1,
+) -> tuple[dict[str, Any], Any]:
+    """Send one step's messages, wait for them to arrive, and measure."""
+    mark = ctx.meter.mark()
+    start_at = time.time() + 0.3
+    sent_replies = pool.call_all(
+        "send", {"step": step, "mode": mode, "rate": rate, "duration": duration, "start_at": start_at, "stagger": stagger},
+        timeout=duration + 60,
+    )
+    sent: dict[str, int] = {}
+    for reply in sent_replies:
+        for room, count in reply["sent"].items():
+            sent[room] = sent.get(room, 0) + count
+    send_end = max(r["end"] for r in sent_replies)
+    drained = pool.call_all("drain", {"step": step, "expected": sent, "timeout": ctx.drain_timeout}, timeout=ctx.drain_timeout + 60)
+    usage = ctx.meter.since(mark)
+    latencies = merge_latencies(d["latencies"] for d in drained)
+    summary, quantiles = latency_summary(latencies)
+    expected = sum(d["expected"] for d in drained)
+    received = sum(d["received"] for d in drained)
+    last_recv = max((d["last_recv"] for d in drained if d["last_recv"]), default=send_end)
+    active = max(last_recv, send_end) - start_at
+    server_cpu = usage["server"].cpu_s
+    row = {
+        "messages_sent": sum(sent.values()),
+        "expected": expected,
+        "received": received,
+        "lost": expected - received,
+        "extra": sum(d["extra"] for d in drained),
+        "out_of_order": sum(d["out_of_order"] for d in drained),
+        "late": sum(d["late"] for d in drained),
+        "errors": sum(d["errors"] for d in drained),
+        "sockets_closed": sum(d["closed"] for d in drained),
+        "seconds": round(active, 2),
+        "deliveries_per_s": per(received, active),
+        "latency_ms": summary,
+        "server_cpu_s": round(server_cpu, 2),
+        "server_cpu_pct": round(100 * server_cpu / active, 1) if active > 0 else None,
+        "serving_peak_rss_mb": mb(usage["serving"].peak_rss),
+        "server_peak_rss_mb": mb(usage["server"].peak_rss),
+        "deliveries_per_cpu_s": per(received, server_cpu),
+        # What the whole stack burns: the server, plus its Redis and PostgreSQL.
+        "deliveries_per_stack_cpu_s": per(received, server_cpu + usage["redis"].cpu_s + usage["db"].cpu_s),
+        "redis_cpu_s": round(usage["redis"].cpu_s, 2),
+        "db_cpu_s": round(usage["db"].cpu_s, 2),
+        "client_cpu_s": round(usage["clients"].cpu_s, 2),
+        "latency_quantiles_ms": quantiles,
+    }
+    return row, sent
+
+
+def _passes(row: dict[str, Any], p99_ms: float) -> bool:
+    return row["lost"] == 0 and row["errors"] == 0 and row["latency_ms"]["p99"] < p99_ms
+
+
+# Fan-out --------------------------------------------------------------------
+
+
+def fanout(ctx: Context, name: str, *, members: int, deliveries: list[int], step_seconds: float, p99_ms: float) -> dict[str, Any]:
+    """One room of `members` sockets; one of them sends at rates stepped up by offered deliveries/s."""
+    room = fanout_room(members)
+    with running(ctx, name) as target, clients(ctx, target) as pool:
+        conn = connect(pool, [room] * members, {0: 0})
+        ctx.log(f"  {name}: {conn['opened']} members connected in {conn['seconds']:.1f}s")
+        steps = []
+        profiler = _Profiler(ctx, target, f"fanout-{members}") if ctx.profile and target.name == "choir" else None
+        try:
+            for step, offered in enumerate(deliveries):
+                rate = offered / max(conn["opened"], 1)
+                # At least ten messages a step, or a slow rate says nothing.
+                duration = min(max(step_seconds, 10 / rate), 4 * step_seconds)
+                row, _ = measure_step(ctx, pool, step=step, mode="fixed", rate=rate, duration=duration)
+                row.update(rate=round(rate, 2), offered_deliveries_per_s=offered, connections=conn["opened"],
+                           passed=_passes(row, p99_ms))
+                steps.append(row)
+                lat = row["latency_ms"]
+                ctx.log(
+                    f"  {name}: {rate:6.1f} msg/s -> {row['received']}/{row['expected']} lost {row['lost']} "
+                    f"p50 {lat['p50']} p99 {lat['p99']} ms, cpu {row['server_cpu_pct']}%, "
+                    f"{row['deliveries_per_cpu_s']} deliveries/cpu-s"
+                )
+                if row["lost"] or row["latency_ms"]["p99"] > ctx.stop_p99_ms:
+                    break  # fallen behind: higher rates only measure the backlog
+        finally:
+            if profiler is not None:
+                profiler.stop()
+        passed = [s for s in steps if s["passed"]]
+        return {
+            "connections": conn["opened"],
+            "connect_failed": conn["failed"],
+            "connect_failures": conn["reasons"],
+            "steps": steps,
+            "max_rate": passed[-1]["rate"] if passed else 0,
+            "max_deliveries_per_s": passed[-1]["offered_deliveries_per_s"] if passed else 0,
+            "profile": profiler.summary if profiler is not None else None,
+        }
+
+
+# Many rooms -----------------------------------------------------------------
+
+
+def rooms(ctx: Context, name: str, *, count: int, size: int, rate: float, seconds: float) -> dict[str, Any]:
+    slugs = many_rooms(count)
+    layout = [slug for slug in slugs for _ in range(size)]
+    senders = {index * size: index for index in range(count)}  # the first member of each room sends
+    with running(ctx, name) as target, clients(ctx, target) as pool:
+        conn = connect(pool, layout, senders)
+        ctx.log(f"  {name}: {conn['opened']} sockets in {count} rooms in {conn['seconds']:.1f}s")
+        row, _ = measure_step(ctx, pool, step=0, mode="fixed", rate=rate, duration=seconds, stagger=count)
+        row.update(connections=conn["opened"], connect_failed=conn["failed"], rate_per_room=rate)
+        lat = row["latency_ms"]
+        ctx.log(f"  {name}: {row['received']}/{row['expected']} lost {row['lost']} p50 {lat['p50']} p99 {lat['p99']} ms")
+        return row
+
+
+# Chatter --------------------------------------------------------------------
+
+
+def chatter(ctx: Context, name: str, *, senders: int, seconds: float) -> dict[str, Any]:
+    with running(ctx, name) as target, clients(ctx, target) as pool:
+        before = ctx.db.room_seqs(CHATTER_ROOM) if target.stores else None
+        conn = connect(pool, [CHATTER_ROOM] * senders, {i: i for i in range(senders)})
+        row, sent = measure_step(ctx, pool, step=0, mode="acked", rate=0, duration=seconds)
+        row.update(connections=conn["opened"], connect_failed=conn["failed"], senders=senders)
+    if target.stores:
+        after = ctx.db.room_seqs(CHATTER_ROOM)
+        stored = after["stored"] - (before or {}).get("stored", 0)
+        row["stored"] = stored
+        row["stored_per_s"] = per(stored, seconds)
+        row["db"] = after
+        row["stored_matches_sent"] = stored == row["messages_sent"]
+        ctx.log(f"  {name}: {stored} stored ({row['stored_per_s']}/s), seqs gap-free: {after['gap_free']}")
+    return row
+
+
+# Idle -----------------------------------------------------------------------
+
+
+def fd_budget() -> int:
+    """Sockets one process can hold under this machine's RLIMIT_NOFILE hard limit."""
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[1] - 500
+
+
+def idle(ctx: Context, name: str, *, levels: list[int], room_size: int) -> dict[str, Any]:
+    slugs = idle_rooms(math.ceil(max(levels) / room_size))
+    results = []
+    with running(ctx, name) as target, clients(ctx, target) as pool:
+        time.sleep(1.0)
+        baseline = ctx.meter.since(ctx.meter.mark())["serving"].last_rss
+        total = 0
+        for level in levels:
+            batch = [slugs[i // room_size] for i in range(total, level)]
+            mark = ctx.meter.mark()
+            conn = connect(pool, batch, {}, timeout=600)
+            connect_usage = ctx.meter.since(mark)
+            total += conn["opened"]
+            time.sleep(2.0)  # presence batches and buffers settle
+            rss = ctx.meter.since(ctx.meter.mark())["serving"].last_rss
+            row = {
+                "sockets": total,
+                "requested": level,
+                "connect_failed": conn["failed"],
+                "connect_failures": conn["reasons"],
+                "connect_seconds": round(conn["seconds"], 2),
+                "handshakes_per_s": per(conn["opened"], conn["seconds"]),
+                "handshake_cpu_s": round(connect_usage["server"].cpu_s, 2),
+                "handshakes_per_cpu_s": per(conn["opened"], connect_usage["server"].cpu_s),
+                "baseline_rss_mb": mb(baseline),
+                "serving_rss_mb": mb(rss),
+                "kb_per_socket": round((rss - baseline) / max(total, 1) / 1024, 1),
+                "rss_mb_per_1000": round((rss - baseline) / max(total, 1) * 1000 / 1_048_576, 1),
+            }
+            results.append(row)
+            ctx.log(
+                f"  {name}: {total} sockets, {row['handshakes_per_s']} handshakes/s, "
+                f"{row['kb_per_socket']} KB/socket (failed {conn['failed']})"
+            )
+    return {"levels": results}
+
+
+# Profiling ------------------------------------------------------------------
+
+
+class _Profiler:
+    """py-spy on one Choir worker for the length of a scenario."""
+
+    def __init__(self, ctx: Context, target: Target, label: str) -> None:
+        self.summary: dict[str, Any] | None = None
+        self.proc: subprocess.Popen | None = None
+        pyspy = shutil.which("py-spy") or str(Path(__import__("sys").executable).with_name("py-spy"))
+        worker = target.serving()(procstat.all_stats())
+        if not Path(pyspy).exists() or not worker:
+            ctx.log("  profile: py-spy not found (pip install -r requirements-dev.txt)")
+            return
+        self.raw = ctx.out / f"profile-choir-{label}.txt"
+        self.proc = subprocess.Popen(
+            [pyspy, "record", "--pid", str(worker[0]), "--rate", "200", "--format", "raw", "--output", str(self.raw),
+             "--nonblocking"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return
+        if self.raw.exists():
+            self.summary = summarise_profile(self.raw.read_text())
+            self.summary["file"] = self.raw.name
+
+
+def summarise_profile(collapsed: str, top: int = 25) -> dict[str, Any]:
+    """Self and inclusive sample shares per function from py-spy's collapsed stacks."""
+    own: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    total = 0
+    for line in collapsed.splitlines():
+        stack, _, count_s = line.rpartition(" ")
+        if not stack or not count_s.isdigit():
+            continue
+        count = int(count_s)
+        total += count
+        frames = [_short(f) for f in stack.split(";")]
+        own[frames[-1]] = own.get(frames[-1], 0) + count
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + count
+
+    def share(table: dict[str, int]) -> list[tuple[str, float]]:
+        ranked = sorted(table.items(), key=lambda kv: -kv[1])[:top]
+        return [(frame, round(100 * n / total, 1)) for frame, n in ranked] if total else []
+
+    return {"samples": total, "self_pct": share(own), "inclusive_pct": share(inclusive)}
+
+
+def _short(frame: str) -> str:
+    # "send (channels/generic/websocket.py:123)" -> keep function and file, drop the line number.
+    name, _, where = frame.partition(" (")
+    where = where.rstrip(")").rsplit(":", 1)[0]
+    for marker in ("site-packages/", f"{ROOT}/"):
+        if marker in where:
+            where = where.split(marker, 1)[1]
+    return f"{name} ({where})" if where else name
