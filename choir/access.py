@@ -89,13 +89,28 @@ def active_sanctions(room: Room, user: Any) -> dict[str, Sanction]:
     return found
 
 
-def access_for(room: Room, singer: Singer) -> Access:
-    """Evaluate the room's rules for one singer (runs a query or two)."""
-    role = None
-    sanctions: dict[str, Sanction] = {}
-    if singer.user is not None:
-        role = Membership.objects.filter(room=room, user=singer.user).values_list("role", flat=True).first()
-        sanctions = active_sanctions(room, singer.user)
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """A person's role and sanctions in one room: what the rules need from the database."""
+
+    role: str | None = None
+    sanctions: dict[str, Sanction] | None = None
+
+
+def standing_in(room: Room, singer: Singer) -> Standing:
+    """Load role and active sanctions (two queries for a user, none for a guest)."""
+    if singer.user is None:
+        return Standing()
+    role = Membership.objects.filter(room=room, user=singer.user).values_list("role", flat=True).first()
+    return Standing(role=role, sanctions=active_sanctions(room, singer.user))
+
+
+def access_for(room: Room, singer: Singer, standing: Standing | None = None) -> Access:
+    """Evaluate the room's rules for one singer (loads their standing unless given)."""
+    if standing is None:
+        standing = standing_in(room, singer)
+    role = standing.role
+    sanctions = standing.sanctions or {}
     is_staff = singer.is_staff
     is_member = role is not None
     is_conductor = is_staff or role == Membership.Role.CONDUCTOR

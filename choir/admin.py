@@ -6,10 +6,13 @@ so it is stored and broadcast like any socket message.
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
-from django.http import HttpRequest
+from django.db.models import Count
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 
-from choir import services
+from choir import presence, services
 from choir.access import Singer, display_name
 from choir.models import Membership, Message, ModerationAction, Room, Sanction
 from choir.protocol import Refusal
@@ -23,28 +26,98 @@ class MembershipInline(admin.TabularInline):
     model = Membership
     extra = 1
     autocomplete_fields = ["user"]
+    fields = ["user", "role", "joined_at"]
+    readonly_fields = ["joined_at"]
+
+
+class AnnounceForm(forms.Form):
+    text = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), label="Announcement")
 
 
 @admin.register(Room)
 class RoomAdmin(admin.ModelAdmin):
-    list_display = ["title", "slug", "mode", "is_public", "guests_may_post", "status", "last_seq", "last_message_at"]
+    list_display = [
+        "title", "slug", "mode", "is_public", "guests_may_post", "status",
+        "message_count", "last_message_at", "online_now",
+    ]
     list_filter = ["status", "mode", "is_public", "guests_may_post"]
     search_fields = ["title", "slug", "topic"]
     prepopulated_fields = {"slug": ["title"]}
     inlines = [MembershipInline]
-    actions = ["archive_rooms", "reopen_rooms"]
+    actions = ["archive_rooms", "reopen_rooms", "announce"]
+    readonly_fields = ["last_seq", "last_message_at"]
+
+    def get_queryset(self, request: HttpRequest):
+        return super().get_queryset(request).annotate(message_total=Count("messages"))
+
+    @admin.display(description="messages", ordering="message_total")
+    def message_count(self, room: Room) -> int:
+        return room.message_total
+
+    @admin.display(description="online now")
+    def online_now(self, room: Room) -> int:
+        return presence.online_counts([room.pk]).get(room.pk, 0)
+
+    def save_model(self, request: HttpRequest, obj: Room, form, change: bool) -> None:
+        # Through the service, so open sockets learn of the change (and an
+        # archive closes them with 4410 on every process).
+        services.room_save(room=obj, actor=staff_singer(request), changed=list(form.changed_data) if change else [])
+
+    def save_formset(self, request: HttpRequest, form, formset, change: bool) -> None:
+        if formset.model is not Membership:
+            return super().save_formset(request, form, formset, change)
+        actor = staff_singer(request)
+        for membership in formset.save(commit=False):
+            services.membership_set(room=form.instance, actor=actor, user=membership.user, role=membership.role)
+        for membership in formset.deleted_objects:
+            services.membership_remove(room=form.instance, actor=actor, user=membership.user)
+
+    def delete_model(self, request: HttpRequest, obj: Room) -> None:
+        services.room_delete(room=obj, actor=staff_singer(request))
+
+    def delete_queryset(self, request: HttpRequest, queryset) -> None:
+        for room in queryset:
+            services.room_delete(room=room, actor=staff_singer(request))
 
     @admin.action(description="Archive (close) selected rooms: open sockets get 4410")
     def archive_rooms(self, request: HttpRequest, queryset) -> None:
-        for room in queryset:
+        rooms = list(queryset)
+        for room in rooms:
             services.room_archive(room=room, actor=staff_singer(request))
-        self.message_user(request, f"Archived {queryset.count()} room(s).")
+        self.message_user(request, f"Archived {len(rooms)} room(s).")
 
     @admin.action(description="Reopen selected rooms")
     def reopen_rooms(self, request: HttpRequest, queryset) -> None:
-        for room in queryset:
+        rooms = list(queryset)
+        for room in rooms:
             services.room_reopen(room=room, actor=staff_singer(request))
-        self.message_user(request, f"Reopened {queryset.count()} room(s).")
+        self.message_user(request, f"Reopened {len(rooms)} room(s).")
+
+    @admin.action(description="Announce to selected rooms")
+    def announce(self, request: HttpRequest, queryset) -> HttpResponse | None:
+        form = AnnounceForm(request.POST if "apply" in request.POST else None)
+        if form.is_valid():
+            sent = 0
+            for room in queryset:
+                try:
+                    services.announce(room=room, text=form.cleaned_data["text"], actor=staff_singer(request))
+                    sent += 1
+                except Refusal as refusal:
+                    self.message_user(request, f"{room}: {refusal.detail}", level=messages.ERROR)
+            self.message_user(request, f"Announced to {sent} room(s).")
+            return None
+        return TemplateResponse(
+            request,
+            "admin/choir/room/announce.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Announce to rooms",
+                "rooms": queryset,
+                "form": form,
+                "opts": self.model._meta,
+                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            },
+        )
 
 
 @admin.register(Message)
@@ -100,12 +173,69 @@ class MembershipAdmin(admin.ModelAdmin):
     search_fields = ["user__username", "room__slug"]
     autocomplete_fields = ["user"]
 
+    def save_model(self, request: HttpRequest, obj: Membership, form, change: bool) -> None:
+        saved = services.membership_set(room=obj.room, actor=staff_singer(request), user=obj.user, role=obj.role)
+        obj.pk = saved.pk
+
+    def delete_model(self, request: HttpRequest, obj: Membership) -> None:
+        services.membership_remove(room=obj.room, actor=staff_singer(request), user=obj.user)
+
+    def delete_queryset(self, request: HttpRequest, queryset) -> None:
+        for membership in queryset.select_related("room", "user"):
+            self.delete_model(request, membership)
+
+
+class SanctionForm(forms.ModelForm):
+    minutes = forms.IntegerField(
+        required=False, min_value=1, help_text="Mutes: how long. Empty = until lifted. Bans last until lifted."
+    )
+
+    class Meta:
+        model = Sanction
+        fields = ["room", "user", "kind", "reason"]
+
 
 @admin.register(Sanction)
 class SanctionAdmin(admin.ModelAdmin):
+    form = SanctionForm
     list_display = ["room", "user", "kind", "until", "lifted_at", "created_by", "created_at"]
-    list_filter = ["kind", "room"]
+    list_filter = ["kind", "room", ("lifted_at", admin.EmptyFieldListFilter)]
     search_fields = ["user__username", "room__slug", "reason"]
+    autocomplete_fields = ["user"]
+    actions = ["lift"]
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return obj is None and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False  # the record stays: lift it instead
+
+    def get_actions(self, request: HttpRequest):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def save_model(self, request: HttpRequest, obj: Sanction, form, change: bool) -> None:
+        actor = staff_singer(request)
+        try:
+            if obj.kind == Sanction.Kind.BAN:
+                created = services.user_ban(room=obj.room, actor=actor, user=obj.user, reason=obj.reason)
+            else:
+                minutes = form.cleaned_data.get("minutes")
+                created = services.user_mute(room=obj.room, actor=actor, user=obj.user, minutes=minutes, reason=obj.reason)
+        except Refusal as refusal:
+            self.message_user(request, refusal.detail, level=messages.ERROR)
+            return
+        obj.pk = created.pk
+
+    @admin.action(description="Lift selected mutes and bans")
+    def lift(self, request: HttpRequest, queryset) -> None:
+        lifted = 0
+        for sanction in queryset.filter(lifted_at__isnull=True).select_related("room", "user"):
+            lifted += services.sanction_lift(
+                room=sanction.room, actor=staff_singer(request), user=sanction.user, kind=sanction.kind
+            )
+        self.message_user(request, f"Lifted {lifted} sanction(s).")
 
 
 @admin.register(ModerationAction)

@@ -32,6 +32,7 @@ log = logging.getLogger("choir.socket")
 class RoomConsumer(AsyncWebsocketConsumer):
     conn_id: str
     user_id: int | None = None
+    is_staff: bool = False
     name: str = ""
     client_ip: str = ""
     cursor: int = 0
@@ -72,6 +73,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         user = self.scope.get("user")
         self.singer = singer_for(user, self.scope.get("session"), (query.get("name") or [None])[0])
         self.user_id = self.singer.user_id
+        self.is_staff = self.singer.is_staff
         self.name = self.singer.name
         # One bucket per person (user, or guest session), shared by all their sockets here.
         self.bucket = get_hub().bucket(f"u:{self.user_id}" if self.user_id is not None else f"g:{self.singer.guest_key}")
@@ -192,7 +194,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def on_say(self, command: protocol.Say) -> None:
         assert self.feed is not None
         posted = await database_sync_to_async(services.message_post)(
-            room=self.feed.room, singer=self.singer, body=command.body, client_id=command.client_id, access=self.access
+            room=self.feed.room, singer=self.singer, body=command.body, client_id=command.client_id
         )
         if posted.created:
             get_hub().expect(self.feed, posted.message.seq)

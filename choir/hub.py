@@ -39,6 +39,7 @@ class Listener(Protocol):
 
     conn_id: str
     user_id: int | None
+    is_staff: bool
     name: str
     client_ip: str
     cursor: int  # highest seq written to this socket
@@ -322,9 +323,15 @@ class Hub:
                 await _quietly(listener.shut(event["code"], event["reason"]))
 
     async def _on_room_changed(self, feed: Feed, event: events.Event) -> None:
-        room = await database_sync_to_async(Room.objects.filter(pk=feed.room.pk).first)()
-        if room is not None:
-            feed.room = room
+        room, members = await database_sync_to_async(_room_and_members)(feed.room.pk)
+        if room is None:
+            return
+        feed.room = room
+        if not room.is_public:
+            # Made private: only members (and staff) may stay.
+            for listener in list(feed.listeners.values()):
+                if not listener.is_staff and listener.user_id not in members:
+                    await _quietly(listener.shut(protocol.Close.FORBIDDEN, "this room is now private"))
 
     # Presence --------------------------------------------------------------
 
@@ -386,6 +393,15 @@ class Hub:
                 raise
             except Exception:
                 log.warning("hub resync failed; will retry", exc_info=True)
+
+
+def _room_and_members(room_id: int) -> tuple[Room | None, set[int]]:
+    from choir.models import Membership
+
+    room = Room.objects.filter(pk=room_id).first()
+    if room is None or room.is_public:
+        return room, set()
+    return room, set(Membership.objects.filter(room_id=room_id).values_list("user_id", flat=True))
 
 
 def _current_seq(room_id: int) -> int:

@@ -13,26 +13,32 @@ class RoomQuerySet(models.QuerySet):
 
 
 class RoomManager(models.Manager.from_queryset(RoomQuerySet)):  # type: ignore[misc]
-    def allocate_seqs(self, room_id: int, count: int = 1, *, now=None) -> int:
-        """Reserve `count` consecutive seqs in an open room and return the last one.
+    def allocate_seqs(self, room_id: int, count: int = 1, *, now=None) -> dict:
+        """Reserve `count` consecutive seqs in an open room.
 
         Must run inside a transaction: the UPDATE takes the row lock, so
         concurrent writers (threads or processes) queue here and seqs never
         repeat or skip; a rollback gives the seqs back. RETURNING keeps it to
-        one round trip on PostgreSQL and SQLite alike. Raises DoesNotExist
-        when the room is gone or archived.
+        one round trip on PostgreSQL and SQLite alike, and hands back the
+        room's rules as they are under the lock. Returns {"last_seq", "mode",
+        "is_public", "guests_may_post", "slow_mode_seconds"}; raises
+        DoesNotExist when the room is gone or archived.
         """
         table = self.model._meta.db_table
+        columns = ["last_seq", "mode", "is_public", "guests_may_post", "slow_mode_seconds"]
         with connection.cursor() as cursor:
             cursor.execute(
                 f"UPDATE {table} SET last_seq = last_seq + %s, last_message_at = %s "
-                "WHERE id = %s AND status = %s RETURNING last_seq",
+                f"WHERE id = %s AND status = %s RETURNING {', '.join(columns)}",
                 [count, connection.ops.adapt_datetimefield_value(now or timezone.now()), room_id, Room.Status.OPEN],
             )
             row = cursor.fetchone()
         if row is None:
             raise self.model.DoesNotExist(f"room {room_id} is not open")
-        return row[0]
+        fresh = dict(zip(columns, row))
+        fresh["is_public"] = bool(fresh["is_public"])
+        fresh["guests_may_post"] = bool(fresh["guests_may_post"])
+        return fresh
 
 
 class Room(models.Model):

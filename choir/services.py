@@ -17,7 +17,7 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
 from choir import broadcast, events, metrics, protocol
-from choir.access import Access, Singer, access_for
+from choir.access import Singer, Standing, access_for, standing_in
 from choir.models import Membership, Message, ModerationAction, Room, Sanction
 from choir.protocol import Close, Code, Refusal
 from choir.selectors import message_frame
@@ -51,15 +51,14 @@ def message_post(
     singer: Singer,
     body: str,
     client_id: str | None = None,
-    access: Access | None = None,
     announcement: bool = False,
 ) -> Posted:
     """Store a message under the room's next seq, then broadcast it.
 
-    `access` may be passed by a caller that has just evaluated it; rules that
-    change often (room open, mutes, slow mode) are checked here every time.
-    Announcements come from staff or code outside the socket and skip the
-    posting rules, but still need an open room.
+    The posting rules are checked on every post against the room row as it is
+    under the seq lock, so a change made a moment ago (stage mode, archive,
+    a mute) applies at once. Announcements come from staff or code outside
+    the socket and skip the posting rules, but still need an open room.
     """
     body = protocol.clean_body(body, ref=client_id)
     try:
@@ -67,12 +66,14 @@ def message_post(
             original = _find_retry(room, singer, client_id)
             if original is not None:
                 return Posted(original, protocol.encode(message_frame(original, room.slug)), created=False)
-        if not announcement:
-            _check_may_post(room, singer, access, client_id)
+        standing = None if announcement else standing_in(room, singer)
         try:
             with transaction.atomic():
                 now = timezone.now()
-                seq = Room.objects.allocate_seqs(room.pk, 1, now=now)
+                fresh = Room.objects.allocate_seqs(room.pk, 1, now=now)
+                seq = fresh.pop("last_seq")
+                if standing is not None:
+                    _check_may_post(room, fresh, singer, standing, client_id)
                 message = Message.objects.create(
                     room=room,
                     seq=seq,
@@ -102,12 +103,15 @@ def message_post(
     return Posted(message, frame, created=True)
 
 
-def _check_may_post(room: Room, singer: Singer, access: Access | None, client_id: str | None) -> None:
-    current = access_for(room, singer) if access is None or singer.user is not None else access
+def _check_may_post(room: Room, fresh: dict[str, Any], singer: Singer, standing: Standing, client_id: str | None) -> None:
+    """Raise Refusal unless the singer may post now; `fresh` is the locked room row."""
+    current_room = Room(pk=room.pk, slug=room.slug, status=Room.Status.OPEN, **fresh)
+    current = access_for(current_room, singer, standing)
     if not current.can_post:
         raise Refusal(Code.FORBIDDEN, current.why_not_post, ref=client_id)
-    if room.slow_mode_seconds and singer.user is not None and not current.is_conductor:
-        since = timezone.now() - timedelta(seconds=room.slow_mode_seconds)
+    slow = current_room.slow_mode_seconds
+    if slow and singer.user is not None and not current.is_conductor:
+        since = timezone.now() - timedelta(seconds=slow)
         last = (
             Message.objects.filter(room=room, author=singer.user, sent_at__gt=since)
             .order_by("-seq")
@@ -115,12 +119,9 @@ def _check_may_post(room: Room, singer: Singer, access: Access | None, client_id
             .first()
         )
         if last is not None:
-            wait = room.slow_mode_seconds - (timezone.now() - last).total_seconds()
+            wait = slow - (timezone.now() - last).total_seconds()
             raise Refusal(
-                Code.RATE_LIMITED,
-                f"slow mode: one message per {room.slow_mode_seconds} s",
-                ref=client_id,
-                retry_after=max(wait, 0.1),
+                Code.RATE_LIMITED, f"slow mode: one message per {slow} s", ref=client_id, retry_after=max(wait, 0.1)
             )
 
 
@@ -201,6 +202,32 @@ def room_create(
     return room
 
 
+def room_save(*, room: Room, actor: Singer | None, changed: list[str]) -> Room:
+    """Save a room edited as a whole (the admin form) and tell open sockets.
+
+    Archiving closes every socket with 4410; any other change makes every
+    process reload the room, so mode, guest and slow-mode rules apply at once.
+    """
+    if room.pk is None:
+        with transaction.atomic():
+            room.save()
+            _record(actor, room, "room_create")
+        return room
+    previous = Room.objects.filter(pk=room.pk).values_list("status", flat=True).first()
+    fields = [name for name in changed if name not in {"status", "last_seq", "last_message_at"}]
+    with transaction.atomic():
+        if fields:
+            room.save(update_fields=fields)
+            _record(actor, room, "room_update", detail=", ".join(fields))
+            broadcast.on_commit(room.pk, events.room_changed())
+    if "status" in changed and room.status != previous:
+        if room.status == Room.Status.ARCHIVED:
+            room_archive(room=room, actor=actor)
+        else:
+            room_reopen(room=room, actor=actor)
+    return room
+
+
 def room_ensure_lobby() -> Room:
     """The public room every fresh install has, where guests may post."""
     room, _ = Room.objects.get_or_create(
@@ -220,11 +247,20 @@ def room_archive(*, room: Room, actor: Singer | None, reason: str = "this room w
     return room
 
 
+def room_delete(*, room: Room, actor: Singer | None) -> None:
+    """Delete a room and its history; open sockets get `closing` and 4410 first."""
+    with transaction.atomic():
+        _record(actor, None, "room_delete", detail=f"{room.slug}: {room.title}")
+        broadcast.on_commit(room.pk, events.close(Close.ROOM_CLOSED, "this room was deleted"))
+        room.delete()
+
+
 def room_reopen(*, room: Room, actor: Singer | None) -> Room:
     with transaction.atomic():
         Room.objects.filter(pk=room.pk).update(status=Room.Status.OPEN)
         room.status = Room.Status.OPEN
         _record(actor, room, "room_reopen")
+        broadcast.on_commit(room.pk, events.room_changed())
     return room
 
 
@@ -236,6 +272,7 @@ def room_set_slow_mode(*, room: Room, actor: Singer, seconds: int) -> Room:
         Room.objects.filter(pk=room.pk).update(slow_mode_seconds=seconds)
         room.slow_mode_seconds = seconds
         _record(actor, room, "slow_mode", detail=f"{seconds} s")
+        broadcast.on_commit(room.pk, events.room_changed())
     return room
 
 
@@ -265,13 +302,16 @@ def user_ban(*, room: Room, actor: Singer, user: Any, reason: str = "") -> Sanct
     return sanction
 
 
-def sanction_lift(*, sanction: Sanction, actor: Singer) -> Sanction:
-    _require_conductor(sanction.room, actor)
+def sanction_lift(*, room: Room, actor: Singer, user: Any, kind: str) -> int:
+    """Lift a user's active mutes or bans in a room; returns how many."""
+    _require_conductor(room, actor)
     with transaction.atomic():
-        sanction.lifted_at = timezone.now()
-        sanction.save(update_fields=["lifted_at"])
-        _record(actor, sanction.room, f"un{sanction.kind}", target_user_id=sanction.user_id)
-    return sanction
+        lifted = Sanction.objects.filter(room=room, user=user, kind=kind, lifted_at__isnull=True).update(
+            lifted_at=timezone.now()
+        )
+        if lifted:
+            _record(actor, room, f"un{kind}", target_user_id=user.pk)
+    return lifted
 
 
 def membership_set(*, room: Room, actor: Singer | None, user: Any, role: str) -> Membership:
@@ -279,6 +319,47 @@ def membership_set(*, room: Room, actor: Singer | None, user: Any, role: str) ->
         membership, _ = Membership.objects.update_or_create(room=room, user=user, defaults={"role": role})
         _record(actor, room, "membership", target_user_id=user.pk, detail=role)
     return membership
+
+
+def membership_remove(*, room: Room, actor: Singer | None, user: Any) -> None:
+    """Take someone out of a room; in a private room their sockets close with 4403."""
+    with transaction.atomic():
+        Membership.objects.filter(room=room, user=user).delete()
+        _record(actor, room, "membership_remove", target_user_id=user.pk)
+        if not room.is_public:
+            broadcast.on_commit(room.pk, events.eject(user.pk, Close.FORBIDDEN, "you are no longer a member of this room"))
+
+
+def messages_prune(
+    *,
+    room: Room,
+    older_than: Any,
+    batch_size: int = 1000,
+    dry_run: bool = False,
+    on_batch: Any = None,
+) -> int:
+    """Delete a room's messages sent before `older_than`, in batches.
+
+    The rest keep their seqs (numbering never shifts); the room's counter is
+    untouched, so new messages continue after the latest one. Returns how many
+    rows were (or, with dry_run, would be) deleted.
+    """
+    rows = Message.objects.filter(room=room, sent_at__lt=older_than)
+    if dry_run:
+        return rows.count()
+    deleted = 0
+    while True:
+        with transaction.atomic():
+            ids = list(rows.order_by("seq").values_list("id", flat=True)[:batch_size])
+            if not ids:
+                break
+            Message.objects.filter(id__in=ids).delete()
+        deleted += len(ids)
+        if on_batch is not None:
+            on_batch(len(ids))
+    if deleted:
+        _record(None, room, "prune", detail=f"{deleted} messages before {older_than:%Y-%m-%d %H:%M}")
+    return deleted
 
 
 def announce(*, room: Room, text: str, actor: Singer | None = None) -> Posted:

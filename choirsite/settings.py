@@ -158,6 +158,8 @@ SECURE_HSTS_SECONDS = 0 if DEBUG else env_int("SECURE_HSTS_SECONDS", 31_536_000,
 SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+# Probes and scrapers talk plain HTTP to Daphne on loopback, not through TLS.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
@@ -176,6 +178,8 @@ CHOIR_TYPING_INTERVAL = env_float("CHOIR_TYPING_INTERVAL", 3.0, minimum=0)
 CHOIR_MAX_CONNECTIONS_PER_IP = env_int("CHOIR_MAX_CONNECTIONS_PER_IP", 200, minimum=1)
 CHOIR_MAX_CONNECTIONS_PER_USER = env_int("CHOIR_MAX_CONNECTIONS_PER_USER", 20, minimum=1)
 CHOIR_GAP_WAIT = env_float("CHOIR_GAP_WAIT", 0.25, minimum=0)
+# Global history retention for `manage.py choir_prune` (0 = keep forever); rooms may set their own.
+CHOIR_RETENTION_DAYS = env_int("CHOIR_RETENTION_DAYS", 0, minimum=0)
 CHOIR_PRESENCE_TTL = env_int("CHOIR_PRESENCE_TTL", 60, minimum=5)
 # Daphne, as started by `manage.py serve`.
 CHOIR_WS_MAX_MESSAGE_BYTES = env_int("CHOIR_WS_MAX_MESSAGE_BYTES", 65_536, minimum=1024)
@@ -187,12 +191,21 @@ CHOIR_ACCESS_LOG = env_bool("CHOIR_ACCESS_LOG", DEBUG)
 CHOIR_METRICS_TOKEN = env_str("CHOIR_METRICS_TOKEN")
 CHOIR_METRICS_ALLOW = env_list("CHOIR_METRICS_ALLOW", ["127.0.0.1", "::1"])
 
+# The conductor's desk (admin): the window for "messages per minute".
+CHOIR_DESK_WINDOW_MINUTES = env_int("CHOIR_DESK_WINDOW_MINUTES", 5, minimum=1)
+
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+# One JSON object per line (docs/operations.md); `logfmt` reads better in a terminal.
+CHOIR_LOG_FORMAT = env_str("CHOIR_LOG_FORMAT", "json").lower()
+if CHOIR_LOG_FORMAT not in {"json", "logfmt"}:
+    raise ConfigError(f"CHOIR_LOG_FORMAT must be json or logfmt, got {CHOIR_LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "structured": {"()": "choir.logs.JsonFormatter" if CHOIR_LOG_FORMAT == "json" else "choir.logs.LogfmtFormatter"}
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "structured"}},
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
         "choir": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},

@@ -1,12 +1,13 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from choir import api, health, views
+from choir import api, health, moderation_views, views
 
 urlpatterns = [
     path("", views.room_list, name="room-list"),
     path("rooms/<slug:slug>/", views.room_detail, name="room-detail"),
     path("rooms/<slug:slug>/guest-name", views.guest_name, name="guest-name"),
+    path("rooms/<slug:slug>/moderate", moderation_views.moderate, name="room-moderate"),
     path("api/rooms/", api.rooms, name="api-rooms"),
     path("api/rooms/<slug:slug>/messages", api.room_messages, name="api-room-messages"),
     path("accounts/signup/", views.signup, name="signup"),
