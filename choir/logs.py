@@ -40,6 +40,7 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
         "ts": dt.datetime.fromtimestamp(record.created, dt.timezone.utc).isoformat(timespec="milliseconds"),
         "level": record.levelname.lower(),
         "logger": record.name,
+        "pid": record.process,
         "event": record.getMessage(),
         "request_id": request_id.get(),
     }

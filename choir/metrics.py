@@ -2,14 +2,20 @@
 
 Counters are bumped once per broadcast or per frame handled, never per
 delivery, to keep the fan-out loop cheap.
+
+Under `manage.py serve` several Daphne workers share one port and a scrape
+reaches one of them, so each writes its values to PROMETHEUS_MULTIPROC_DIR
+(prometheus_client's multiprocess mode) and /metrics adds them all up. The
+gauges' multiprocess modes say how: open sockets per live process (a `pid`
+label), people online per room summed over live processes.
 """
 
 from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-OPEN_SOCKETS = Gauge("choir_open_sockets", "WebSockets open in this process")
-ONLINE = Gauge("choir_room_online", "Sockets open in a room in this process", ["room"])
+OPEN_SOCKETS = Gauge("choir_open_sockets", "WebSockets open, per server process", multiprocess_mode="liveall")
+ONLINE = Gauge("choir_room_online", "Sockets open in a room, over all server processes", ["room"], multiprocess_mode="livesum")
 MESSAGES_STORED = Counter("choir_messages_stored_total", "Messages stored")
 FRAMES_DELIVERED = Counter("choir_frames_delivered_total", "Frames written to sockets")
 REFUSALS = Counter("choir_refusals_total", "Frames or connections refused", ["code"])

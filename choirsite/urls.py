@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from choir import api, health, moderation_views, views
+from choir import api, desk, health, metrics_view, moderation_views, views
 
 urlpatterns = [
     path("", views.room_list, name="room-list"),
@@ -12,7 +12,9 @@ urlpatterns = [
     path("api/rooms/<slug:slug>/messages", api.room_messages, name="api-room-messages"),
     path("accounts/signup/", views.signup, name="signup"),
     path("accounts/", include("django.contrib.auth.urls")),
+    path("admin/desk/", admin.site.admin_view(desk.desk_view), name="choir-desk"),
     path("admin/", admin.site.urls),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics_view.metrics, name="metrics"),
 ]

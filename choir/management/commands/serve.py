@@ -4,15 +4,20 @@ The socket is bound here and handed to each Daphne worker with `--fd`, so the
 kernel spreads new connections over the workers. A worker that dies is started
 again; SIGTERM or SIGINT stops them all, and each says `closing` 1001 to its
 sockets first (choir/lifecycle.py).
+
+Workers write their metrics to a fresh PROMETHEUS_MULTIPROC_DIR per run, so a
+scrape of /metrics, which reaches one worker, reports all of them.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -78,6 +83,7 @@ class Command(BaseCommand):
         self.stdout.write(f"Choir at http://{shown_host}:{sock.getsockname()[1]}/ with {workers} Daphne worker(s)")
         self.stdout.flush()
 
+        metrics_dir, own_metrics_dir = _fresh_metrics_dir()
         procs: list[subprocess.Popen] = [self._spawn(fd) for _ in range(workers)]
         stopping = False
 
@@ -93,6 +99,7 @@ class Command(BaseCommand):
                 for index, proc in enumerate(procs):
                     if proc.poll() is not None and not stopping:
                         self.stderr.write(f"worker {proc.pid} exited with {proc.returncode}; starting another")
+                        _forget_worker_metrics(proc.pid, metrics_dir)
                         time.sleep(0.5)
                         procs[index] = self._spawn(fd)
         finally:
@@ -106,6 +113,34 @@ class Command(BaseCommand):
                 except subprocess.TimeoutExpired:
                     proc.kill()
             sock.close()
+            if own_metrics_dir:
+                shutil.rmtree(metrics_dir, ignore_errors=True)
 
     def _spawn(self, fd: int) -> subprocess.Popen:
         return subprocess.Popen(daphne_args(fd), pass_fds=[fd])
+
+
+def _fresh_metrics_dir() -> tuple[str, bool]:
+    """The directory for this run's multiprocess metrics, emptied; (path, made here).
+
+    Left-over files from an earlier run would be added to this run's counters,
+    so an operator's PROMETHEUS_MULTIPROC_DIR is emptied and a temporary one is
+    removed on exit.
+    """
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if path:
+        os.makedirs(path, exist_ok=True)
+        for name in os.listdir(path):
+            if name.endswith(".db"):
+                os.unlink(os.path.join(path, name))
+        return path, False
+    path = tempfile.mkdtemp(prefix="choir-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    return path, True
+
+
+def _forget_worker_metrics(pid: int, path: str) -> None:
+    """Drop a dead worker's live gauges (its sockets are gone); counters stay."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(pid, path)
