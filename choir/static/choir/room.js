@@ -265,6 +265,10 @@ class RoomPage {
     cancel.addEventListener("click", close);
     field.addEventListener("keydown", (event) => {
       if (event.key === "Escape") close();
+      if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        form.requestSubmit();
+      }
     });
     form.addEventListener("submit", (event) => {
       event.preventDefault();
