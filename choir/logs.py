@@ -42,14 +42,37 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
         "logger": record.name,
         "pid": record.process,
         "event": record.getMessage(),
-        "request_id": request_id.get(),
+        "request_id": record.__dict__.get("choir_request_id", "-"),
     }
     for key, value in record.__dict__.items():
-        if key not in _STANDARD_ATTRS and not key.startswith("_"):
+        if key not in _STANDARD_ATTRS and key != "choir_request_id" and not key.startswith("_"):
             line[key] = value
+    request = line.pop("request", None)
+    if request is not None:
+        # django.request logs 4xx/5xx after the middleware has let go of the
+        # id, but hands over the request, which still carries it.
+        line["request_id"] = getattr(request, "request_id", line["request_id"])
+        line["method"] = getattr(request, "method", None)
+        line["path"] = getattr(request, "path", None)
     if record.exc_info:
         line["exc"] = logging.Formatter().formatException(record.exc_info)
     return line
+
+
+def _stamp_request_id(factory: Any) -> Any:
+    def make(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = factory(*args, **kwargs)
+        # Read when the line is logged, in the request's or socket's own
+        # context: a handler may format it later, or on another thread.
+        record.choir_request_id = request_id.get()
+        return record
+
+    make.choir = True  # type: ignore[attr-defined]
+    return make
+
+
+if not getattr(logging.getLogRecordFactory(), "choir", False):
+    logging.setLogRecordFactory(_stamp_request_id(logging.getLogRecordFactory()))
 
 
 class JsonFormatter(logging.Formatter):

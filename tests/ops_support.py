@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -159,7 +158,3 @@ def wait_for_ports(ports: list[int], proc: subprocess.Popen, timeout: float) -> 
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"nothing listens on {port} after {timeout}s") from None
                 time.sleep(0.05)
-
-
-def copy_tree_readable(source: Path, target: Path) -> None:
-    shutil.copytree(source, target, dirs_exist_ok=True)
