@@ -30,7 +30,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "step_seconds": 3.0,
         "rooms": 100, "room_size": 10, "room_rate": 5.0, "room_seconds": 6.0,
         "chatter_senders": 50, "chatter_seconds": 8.0,
-        "idle_levels": [10000, 20000], "idle_room_size": 100,
+        "idle_levels": [10000, 20000], "idle_room_size": 100, "idle_settle": 2.0,
         "client_processes": 4, "drain_timeout": 5.0, "reuse_servers": False, "reference_load": 10000,
     },
     # For development on a shared machine: every scenario, a few seconds each.
@@ -40,7 +40,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "step_seconds": 2.0,
         "rooms": 10, "room_size": 5, "room_rate": 5.0, "room_seconds": 3.0,
         "chatter_senders": 10, "chatter_seconds": 3.0,
-        "idle_levels": [1000], "idle_room_size": 100,
+        "idle_levels": [1000], "idle_room_size": 100, "idle_settle": 1.0,
         "client_processes": 2, "drain_timeout": 3.0, "reuse_servers": False, "reference_load": 2000,
     },
     # CI smoke test: each server started once, every scenario touched.
@@ -50,7 +50,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "step_seconds": 1.5,
         "rooms": 5, "room_size": 4, "room_rate": 5.0, "room_seconds": 2.0,
         "chatter_senders": 5, "chatter_seconds": 2.0,
-        "idle_levels": [200], "idle_room_size": 100,
+        "idle_levels": [200], "idle_room_size": 100, "idle_settle": 0.5,
         "client_processes": 2, "drain_timeout": 3.0, "reuse_servers": True, "reference_load": 1000,
     },
 }
@@ -105,6 +105,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--chatter-seconds", type=float)
     p.add_argument("--idle-levels", type=_ints, help="open sockets, e.g. 10000,20000")
     p.add_argument("--idle-room-size", type=int)
+    p.add_argument("--idle-settle", type=float, help="seconds to wait before reading memory")
     p.add_argument("--client-processes", type=int)
     p.add_argument("--concurrency", type=int, default=64, help="handshakes in flight per client process")
     p.add_argument("--body-bytes", type=int, default=64)
@@ -246,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
             plan.append(("chatter", "chatter", {"senders": args.chatter_senders, "seconds": args.chatter_seconds},
                          scenarios.chatter))
         if "idle" in args.scenarios:
-            plan.append(("idle", "idle", {"levels": args.idle_levels, "room_size": args.idle_room_size}, scenarios.idle))
+            plan.append(("idle", "idle", {"levels": args.idle_levels, "room_size": args.idle_room_size,
+                                          "settle": args.idle_settle}, scenarios.idle))
 
         for key, kind, params, run in plan:
             entry = results["scenarios"][key] = {"kind": kind, "about": ABOUT[kind], "params": params, "targets": {}}

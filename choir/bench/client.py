@@ -272,7 +272,7 @@ class Worker:
 
 
 def main(conn: Connection, spec: Spec) -> None:
-    """Entry point of a client process (multiprocessing, spawn)."""
+    """Entry point of a client process."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     asyncio.run(Worker(conn, spec).run())

@@ -262,11 +262,11 @@ def fd_budget() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[1] - 500
 
 
-def idle(ctx: Context, name: str, *, levels: list[int], room_size: int) -> dict[str, Any]:
+def idle(ctx: Context, name: str, *, levels: list[int], room_size: int, settle: float = 2.0) -> dict[str, Any]:
     slugs = idle_rooms(math.ceil(max(levels) / room_size))
     results = []
     with running(ctx, name) as target, clients(ctx, target) as pool:
-        time.sleep(1.0)
+        time.sleep(settle / 2)
         baseline = ctx.meter.since(ctx.meter.mark())["serving"].last_rss
         total = 0
         for level in levels:
@@ -275,7 +275,7 @@ def idle(ctx: Context, name: str, *, levels: list[int], room_size: int) -> dict[
             conn = connect(pool, batch, {}, timeout=600)
             connect_usage = ctx.meter.since(mark)
             total += conn["opened"]
-            time.sleep(2.0)  # presence batches and buffers settle
+            time.sleep(settle)  # presence batches and buffers settle
             rss = ctx.meter.since(ctx.meter.mark())["serving"].last_rss
             row = {
                 "sockets": total,
