@@ -37,6 +37,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
     client_ip: str = ""
     cursor: int = 0
     backlog: list[tuple[int, str]] | None = None
+    wire: Any = None
     feed: Feed | None = None
     singer: Singer
     access: Access
@@ -47,6 +48,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.scope = scope
         self.channel_layer = None
         self.base_send = send
+        self.wire = scope.get("choir.wire")
         try:
             await await_many_dispatch([receive], self.dispatch)
         except StopConsumer:

@@ -30,6 +30,7 @@ from choir import events, metrics, presence, protocol
 from choir.models import Room
 from choir.ratelimit import TokenBucket
 from choir.selectors import message_range
+from choir.wire import Outgoing
 
 log = logging.getLogger("choir.hub")
 
@@ -45,6 +46,7 @@ class Listener(Protocol):
     cursor: int  # highest seq written to this socket
     backlog: list[tuple[int, str]] | None  # frames held while it replays; None once live
     base_send: Any
+    wire: Any  # Daphne's autobahn protocol object, or None (see choir/wire.py)
 
     async def shut(self, code: int, reason: str) -> None: ...
 
@@ -161,7 +163,7 @@ class Hub:
         for seq, frame in backlog:
             if seq == 0 or seq > listener.cursor:
                 listener.cursor = max(listener.cursor, seq)
-                await _quietly(listener.base_send({"type": "websocket.send", "text": frame}))
+                await _write(listener, Outgoing(frame))
 
     async def leave(self, feed: Feed, listener: Listener) -> None:
         if feed.listeners.pop(listener.conn_id, None) is None:
@@ -247,7 +249,7 @@ class Hub:
         feed.last_seq = seq
         if seq > feed.known_seq:
             feed.known_seq = seq
-        message = {"type": "websocket.send", "text": frame}
+        outgoing = Outgoing(frame)
         delivered = 0
         for listener in list(feed.listeners.values()):
             if listener.backlog is not None:
@@ -255,7 +257,10 @@ class Hub:
             elif seq > listener.cursor:
                 listener.cursor = seq
                 delivered += 1
-                await _quietly(listener.base_send(message))
+                if listener.wire is not None:
+                    outgoing.write(listener.wire)  # the hot path: no await, no per-socket encoding
+                else:
+                    await _quietly(listener.base_send(outgoing.message))
         metrics.FRAMES_DELIVERED.inc(delivered)
 
     async def _drain(self, feed: Feed) -> None:
@@ -304,14 +309,14 @@ class Hub:
         await self._to_all(feed, event["frame"], skip=event.get("origin"))
 
     async def _to_all(self, feed: Feed, frame: str, skip: str | None = None) -> None:
-        message = {"type": "websocket.send", "text": frame}
+        outgoing = Outgoing(frame)
         for listener in list(feed.listeners.values()):
             if listener.conn_id == skip:
                 continue
             if listener.backlog is not None:
                 listener.backlog.append((0, frame))
             else:
-                await _quietly(listener.base_send(message))
+                await _write(listener, outgoing)
 
     async def _on_close(self, feed: Feed, event: events.Event) -> None:
         for listener in list(feed.listeners.values()):
@@ -410,6 +415,13 @@ def _current_seq(room_id: int) -> int:
 
 def _current_seqs(room_ids: list[int]) -> dict[int, int]:
     return dict(Room.objects.filter(pk__in=room_ids).values_list("id", "last_seq"))
+
+
+async def _write(listener: Listener, outgoing: Outgoing) -> None:
+    if listener.wire is not None:
+        outgoing.write(listener.wire)
+    else:
+        await _quietly(listener.base_send(outgoing.message))
 
 
 async def _quietly(awaitable: Any) -> None:

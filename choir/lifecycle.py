@@ -59,12 +59,13 @@ def close_oversized_frames_with_1009() -> None:
 
 
 class CloseCodeMiddleware:
-    """Let the application close with protocol codes like 1001 under Daphne.
+    """Reach Daphne's WebSocket protocol object for what ASGI cannot do.
 
     Autobahn, under Daphne, accepts application close codes 1000 and
     3000-4999 only, and 1001 ("going away: reconnect") is the one a restart
-    must send. This outermost middleware writes such a close frame on the
-    WebSocket protocol object Daphne bound into its `send`.
+    must send: this outermost middleware writes such a close frame itself.
+    It also puts the protocol object in the scope as "choir.wire", so the hub
+    can write one prepared frame to many sockets (choir/hub.py).
     """
 
     def __init__(self, application: Any) -> None:
@@ -74,6 +75,7 @@ class CloseCodeMiddleware:
         ws_protocol = getattr(send, "args", (None,))[0]
         if scope["type"] != "websocket" or not hasattr(ws_protocol, "sendCloseFrame"):
             return await self.application(scope, receive, send)
+        scope["choir.wire"] = ws_protocol
 
         async def send_with_any_close_code(message: dict[str, Any]) -> None:
             code = message.get("code")

@@ -1,0 +1,42 @@
+"""Writing one frame to many sockets, framed once.
+
+Under Daphne each socket is an autobahn protocol object. ASGI's `send` would
+encode the text and build the WebSocket frame again for every listener;
+autobahn's prepared messages build it once and each socket just writes the
+bytes. Sockets without a protocol object (tests' in-process communicator)
+get the ordinary ASGI send.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from autobahn.websocket.protocol import PreparedMessage, WebSocketProtocol
+
+OPEN = WebSocketProtocol.STATE_OPEN
+
+
+class Outgoing:
+    """A server frame on its way to many sockets."""
+
+    __slots__ = ("text", "_message", "_prepared")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._message: dict[str, Any] | None = None
+        self._prepared: PreparedMessage | None = None
+
+    @property
+    def message(self) -> dict[str, Any]:
+        if self._message is None:
+            self._message = {"type": "websocket.send", "text": self.text}
+        return self._message
+
+    def write(self, wire: Any) -> None:
+        """Write on an autobahn protocol, if it is still open."""
+        if wire.state != OPEN:
+            return
+        if self._prepared is None:
+            # Server frames are never masked and Daphne negotiates no compression.
+            self._prepared = PreparedMessage(self.text.encode("utf-8"), False, False, False)
+        wire.sendPreparedMessage(self._prepared)
