@@ -97,6 +97,9 @@ async def conversation(port: int, tls: ssl.SSLContext) -> tuple[dict, dict]:
         await alto.send(json.dumps({"type": "say", "body": "through the front door", "client_id": "ops-nginx-1"}))
         (ack,) = await ws_frames(alto, 1)
         (heard,) = await ws_frames(bass, 1)
+        await alto.send(json.dumps({"type": "say", "body": ""}))
+        (refused,) = await ws_frames(alto, 1, kind="error")
+        assert refused["code"] == "invalid"
         return ack, heard
 
 
@@ -179,16 +182,17 @@ def test_it_serves_pages_static_files_sockets_metrics_and_readiness_through_ngin
         assert value(after, "choir_messages_stored_total") == value(before, "choir_messages_stored_total") + 1
         assert value(after, "choir_frames_delivered_total") >= value(before, "choir_frames_delivered_total") + 2
         assert value(after, "choir_broadcast_latency_seconds_count") >= value(before, "choir_broadcast_latency_seconds_count") + 1
-        (OUTPUT / "metrics-sample.txt").write_bytes(fetch(https_port, "/metrics", tls=tls)[2])
 
         # Gauges: per process, and per room over all processes.
         def while_open() -> dict:
-            return wait_until(
+            scraped = wait_until(
                 lambda: (s := samples(fetch(https_port, "/metrics", tls=tls)[2].decode()))
                 and value(s, "choir_room_online", room="lobby") == 2
                 and s,
                 "two sockets counted in the lobby",
             )
+            (OUTPUT / "ops-metrics-sample.txt").write_bytes(fetch(https_port, "/metrics", tls=tls)[2])
+            return scraped
 
         during = asyncio.run(hold_two_sockets(https_port, tls, while_open))
         per_process = {dict(labels)["pid"]: v for (name, labels), v in during.items() if name == "choir_open_sockets"}
@@ -203,6 +207,10 @@ def test_it_serves_pages_static_files_sockets_metrics_and_readiness_through_ngin
             return ws_ids & {line["request_id"] for line in app if line.get("event") == "connect"}
 
         assert wait_until(joined_ids, "nginx's access log to hold the socket lines")
+        (OUTPUT / "ops-log-sample.jsonl").write_text(
+            "".join(line + "\n" for line in server.log_path.read_text().splitlines() if line.startswith("{"))
+        )
+        (OUTPUT / "ops-nginx-access-sample.jsonl").write_text((tmp_path / "logs" / "choir.access.log").read_text())
 
         # Ready while Redis answers; 503 naming the channel layer when it stops; ready again after.
         assert fetch(https_port, "/readyz", tls=tls)[0] == 200
