@@ -75,3 +75,12 @@ async def test_staff_see_who_is_online_messages_per_minute_and_the_last_refusals
     refusals = page.split('id="desk-refusals"')[1]
     assert "close_4404" in refusals and "locked-out" in refusals
     assert "socket" in page and "open" in page
+
+
+async def test_the_admin_index_leads_staff_to_the_desk(make_user):
+    http = AsyncClient()
+    await http.aforce_login(await database_sync_to_async(make_user)("conductor", is_staff=True, is_superuser=True))
+    response = await http.get("/admin/")
+    assert response.status_code == 200
+    assert 'href="/admin/desk/"' in response.content.decode()
+    assert "Rooms" in response.content.decode()  # the stock app list is still there
