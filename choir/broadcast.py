@@ -7,6 +7,7 @@ stored, and every hub heals gaps from the database (see choir/hub.py).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -26,9 +27,39 @@ def on_commit(room_id: int, event: events.Event) -> None:
 
 def send(room_id: int, event: events.Event) -> None:
     """Broadcast now, from synchronous code."""
+    loop = serving_loop()
+    if loop is not None:
+        # Inside a server process the database thread hands the send to the
+        # event loop and returns without waiting for Redis. Tasks start in the
+        # order they are submitted, so this process's broadcasts keep their
+        # order; a lost one is healed by the hubs (choir/hub.py).
+        asyncio.run_coroutine_threadsafe(_asend_quietly(room_id, event), loop)
+        return
     try:
         async_to_sync(asend)(room_id, event)
     except Exception:  # already logged by asend; sync callers must not fail after commit
+        pass
+
+
+def serving_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop of this process's hub, when called from another thread."""
+    from choir.hub import _hubs
+
+    running = [loop for loop in _hubs if loop.is_running()]
+    if len(running) != 1:
+        return None
+    try:
+        if asyncio.get_running_loop() is running[0]:
+            return None
+    except RuntimeError:
+        pass
+    return running[0]
+
+
+async def _asend_quietly(room_id: int, event: events.Event) -> None:
+    try:
+        await asend(room_id, event)
+    except Exception:  # logged and counted by asend
         pass
 
 
