@@ -20,19 +20,17 @@ import datetime as dt
 import json
 import logging
 import os
-import re
 import threading
 import time
 from typing import Any
 
 from django.conf import settings
 
-from choir.middleware import request_id
+from choir.middleware import _VALID_ID, request_id
 
 socket_log = logging.getLogger("choir.socket")
 
 _STANDARD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "taskName"}
-_VALID_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
@@ -170,6 +168,7 @@ class RecentRefusals:
 
     KEEP = 50
     REDIS_WRITES_PER_SECOND = 20
+    FORGET_AFTER = 86_400  # seconds: a day-old refusal is not "recent"
 
     def __init__(self) -> None:
         self.local: collections.deque[dict[str, Any]] = collections.deque(maxlen=self.KEEP)
@@ -214,6 +213,7 @@ class RecentRefusals:
             with self._redis().pipeline(transaction=False) as pipe:
                 pipe.lpush(self.key(), json.dumps(entry))
                 pipe.ltrim(self.key(), 0, self.KEEP - 1)
+                pipe.expire(self.key(), self.FORGET_AFTER)
                 pipe.execute()
         except Exception:
             socket_log.debug("could not keep a refusal in Redis", exc_info=True)
