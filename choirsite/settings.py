@@ -95,6 +95,15 @@ else:
             "OPTIONS": dict(_SQLITE_OPTIONS),
         }
     }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A database that stops answering (a partition, not a refusal) must not
+    # hang the process's database thread, and with it every socket: give up
+    # connecting after a few seconds (`say` answers `unavailable`), and let
+    # TCP keepalives find connections that died silently. URL options win.
+    _pg_options = DATABASES["default"].setdefault("OPTIONS", {})
+    _pg_options.setdefault("connect_timeout", env_int("DATABASE_CONNECT_TIMEOUT", 5, minimum=1))
+    for _key, _value in (("keepalives", 1), ("keepalives_idle", 30), ("keepalives_interval", 10), ("keepalives_count", 3)):
+        _pg_options.setdefault(_key, _value)
 DATABASES["default"].setdefault("TEST", {})
 # Lets several test runs share a machine without sharing a test database.
 _test_suffix = env_str("CHOIR_TEST_DB_SUFFIX")
