@@ -10,6 +10,7 @@ from typing import Any, Iterator
 
 import pytest
 from django.conf import settings
+from django.db.backends.signals import connection_created
 
 from tests import support
 
@@ -45,10 +46,25 @@ def chromium(transactional_db: None, monkeypatch: pytest.MonkeyPatch) -> Iterato
     except ImportError:  # pragma: no cover - requirements-dev.txt has it
         support.need(False, "playwright is not installed (pip install -r requirements-dev.txt)")
         raise
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+    # Django keeps a connection per contextvars context, and each greenlet
+    # Playwright switches through has its own: connections opened during the
+    # test are invisible to the teardown's close_all, and an open one stops
+    # PostgreSQL dropping the test database. Close exactly those.
+    opened: list[Any] = []
+
+    def remember(sender: Any, connection: Any, **kwargs: Any) -> None:
+        opened.append(connection)
+
+    connection_created.connect(remember)
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+            yield browser
+            browser.close()
+    finally:
+        connection_created.disconnect(remember)
+        for connection in opened:
+            connection.close()
 
 
 class Tab:

@@ -185,7 +185,8 @@ def test_a_guest_picks_a_name_then_sings_under_it(chromium, daphne, lobby):
     server = daphne()
     tab = open_tab(chromium, server, "/rooms/lobby/")
     tab.page.fill("#guest-name", "Robin")
-    tab.page.click("form.guest-name button[type=submit]")
+    with tab.page.expect_navigation():
+        tab.page.click("form.guest-name button[type=submit]")
     tab.wait_state("connected")
     tab.say("a guest verse")
     tab.wait_body("a guest verse")

@@ -11,7 +11,7 @@ from django.urls import reverse
 
 from choir import services
 from choir.access import SESSION_GUEST_NAME, Singer
-from choir.models import Membership
+from choir.models import Membership, Sanction
 
 pytestmark = pytest.mark.django_db
 
@@ -23,13 +23,16 @@ def post(room, name: str, body: str, user=None):
     return services.message_post(room=room, singer=singer, body=body)
 
 
-def test_it_lists_public_rooms_with_topic_online_count_and_latest_activity(lobby, make_room, client):
+def test_it_lists_public_rooms_with_topic_online_count_and_latest_activity(lobby, make_room, client, monkeypatch):
     make_room("secret", is_public=False, topic="members only")
     post(lobby, "ann", "latest words here")
+    asked = []
+    monkeypatch.setattr("choir.presence.online_counts", lambda ids: asked.extend(ids) or {lobby.pk: 3})
     html = client.get("/").content.decode()
+    assert asked == [lobby.pk]
     assert "Lobby" in html
     assert lobby.topic in html
-    assert "0 online" in html
+    assert "3 online" in html
     assert "last message" in html and "by ann" in html
     assert "latest words here" in html
     assert "secret" not in html
@@ -195,3 +198,18 @@ def test_the_conductor_panel_appears_only_for_conductors_when_moderation_exists(
         return
     assert 'id="conductor-panel"' in html and f'action="{url}"' in html
     assert "csrfmiddlewaretoken" in html
+
+
+def test_a_conductor_mutes_someone_from_the_room_page_panel(make_room, make_user, client):
+    hall = make_room("hall")
+    alice, bob = make_user("alice"), make_user("bob")
+    Membership.objects.create(room=hall, user=alice, role=Membership.Role.CONDUCTOR)
+    client.force_login(alice)
+    html = client.get(hall.get_absolute_url()).content.decode()
+    action = re.search(r'<form method="post" action="([^"]+)" class="moderate">', html).group(1)
+    fields = set(re.findall(r'name="(action|username|minutes|seconds|reason)"', html))
+    assert fields == {"action", "username", "minutes", "seconds", "reason"}
+    response = client.post(action, {"action": "mute", "username": "bob", "minutes": "5", "reason": "shouting"}, follow=True)
+    assert response.redirect_chain[-1][0] == hall.get_absolute_url()
+    assert "bob is muted" in response.content.decode()
+    assert Sanction.objects.filter(room=hall, user=bob, kind=Sanction.Kind.MUTE).count() == 1
