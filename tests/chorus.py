@@ -140,6 +140,11 @@ class Chorister:
         if self.to_send:
             self._tasks.append(asyncio.ensure_future(self._sing()))
 
+    def sing(self, count: int, pace: float = 0.05) -> None:
+        """Start sending `count` messages now (for a client started as a listener)."""
+        self.to_send, self.pace = count, pace
+        self._tasks.append(asyncio.ensure_future(self._sing()))
+
     @property
     def done_sending(self) -> bool:
         return len(self.acked) == self.to_send
@@ -276,6 +281,7 @@ def report(name: str, choir: list[Chorister], total: int, **extra: Any) -> dict[
     per_client = {c.name: c.counts(total) for c in choir}
     keys = ["sent", "attempts", "acknowledged", "received", "lost", "doubled", "out_of_order", "retry_echoes", "connects"]
     summary = {key: sum(counts[key] for counts in per_client.values()) for key in keys}
+    summary["refused"] = dict(sum((c.errors for c in choir), Counter()))
     summary["expected_deliveries"] = total * len(choir)
     summary["stored"] = total
     result = {"scenario": name, "total": summary, "clients": per_client, **extra}
