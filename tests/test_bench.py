@@ -17,15 +17,33 @@ pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.postgres, pytest.ma
 
 def _admin_url() -> str:
     db = settings.DATABASES["default"]
-    return os.environ.get("DATABASE_URL") or f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    return (
+        os.environ.get("DATABASE_URL")
+        or f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    )
 
 
 def test_it_runs_the_quick_preset_and_writes_a_report_with_nothing_lost(tmp_path, uses_postgres, uses_redis):
     need_tool("redis-server")
     run = subprocess.run(
-        [sys.executable, "-m", "choir.bench", "--quick", "--output", str(tmp_path),
-         "--database-url", _admin_url(), "--db-name", f"choir_bench_test_{os.getpid()}", "--max-seconds", "120"],
-        cwd=ROOT, capture_output=True, text=True, timeout=180,
+        [
+            sys.executable,
+            "-m",
+            "choir.bench",
+            "--quick",
+            "--output",
+            str(tmp_path),
+            "--database-url",
+            _admin_url(),
+            "--db-name",
+            f"choir_bench_test_{os.getpid()}",
+            "--max-seconds",
+            "120",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
 

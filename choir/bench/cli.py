@@ -11,7 +11,7 @@ import shlex
 import sys
 import time
 import traceback
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,44 +28,75 @@ PRESETS: dict[str, dict[str, Any]] = {
         "fanout_members": [200, 1000],
         "fanout_deliveries": [2000, 5000, 10000, 20000, 40000],
         "step_seconds": 3.0,
-        "rooms": 100, "room_size": 10, "room_rate": 5.0, "room_seconds": 6.0,
-        "chatter_senders": 50, "chatter_seconds": 8.0,
-        "idle_levels": [10000, 20000], "idle_room_size": 100, "idle_settle": 2.0,
-        "client_processes": 4, "drain_timeout": 5.0, "reuse_servers": False, "reference_load": 10000,
+        "rooms": 100,
+        "room_size": 10,
+        "room_rate": 5.0,
+        "room_seconds": 6.0,
+        "chatter_senders": 50,
+        "chatter_seconds": 8.0,
+        "idle_levels": [10000, 20000],
+        "idle_room_size": 100,
+        "idle_settle": 2.0,
+        "idle_max_seconds": 75,
+        "client_processes": 4,
+        "drain_timeout": 5.0,
+        "reuse_servers": False,
+        "reference_load": 10000,
     },
     # For development on a shared machine: every scenario, a few seconds each.
     "small": {
         "fanout_members": [50],
         "fanout_deliveries": [500, 2000, 5000],
         "step_seconds": 2.0,
-        "rooms": 10, "room_size": 5, "room_rate": 5.0, "room_seconds": 3.0,
-        "chatter_senders": 10, "chatter_seconds": 3.0,
-        "idle_levels": [1000], "idle_room_size": 100, "idle_settle": 1.0,
-        "client_processes": 2, "drain_timeout": 3.0, "reuse_servers": False, "reference_load": 2000,
+        "rooms": 10,
+        "room_size": 5,
+        "room_rate": 5.0,
+        "room_seconds": 3.0,
+        "chatter_senders": 10,
+        "chatter_seconds": 3.0,
+        "idle_levels": [1000],
+        "idle_room_size": 100,
+        "idle_settle": 1.0,
+        "idle_max_seconds": 30,
+        "client_processes": 2,
+        "drain_timeout": 3.0,
+        "reuse_servers": False,
+        "reference_load": 2000,
     },
     # CI smoke test: each server started once, every scenario touched.
     "quick": {
         "fanout_members": [20],
         "fanout_deliveries": [200, 1000],
         "step_seconds": 1.5,
-        "rooms": 5, "room_size": 4, "room_rate": 5.0, "room_seconds": 2.0,
-        "chatter_senders": 5, "chatter_seconds": 2.0,
-        "idle_levels": [200], "idle_room_size": 100, "idle_settle": 0.5,
-        "client_processes": 2, "drain_timeout": 3.0, "reuse_servers": True, "reference_load": 1000,
+        "rooms": 5,
+        "room_size": 4,
+        "room_rate": 5.0,
+        "room_seconds": 2.0,
+        "chatter_senders": 5,
+        "chatter_seconds": 2.0,
+        "idle_levels": [200],
+        "idle_room_size": 100,
+        "idle_settle": 0.5,
+        "idle_max_seconds": 30,
+        "client_processes": 2,
+        "drain_timeout": 3.0,
+        "reuse_servers": True,
+        "reference_load": 1000,
     },
 }
 
 ABOUT = {
-    "fanout": "One room; one member sends at a fixed rate, stepped up by offered deliveries per second (rate × members); "
-              "every member, the sender included, should receive every message. A step passes with zero loss and p99 "
-              "under the limit; stepping stops once a target loses messages or its p99 passes the stop limit.",
+    "fanout": "One room; one member sends at a fixed rate, stepped up by offered deliveries per second "
+    "(rate × members); "
+    "every member, the sender included, should receive every message. A step passes with zero loss and p99 "
+    "under the limit; stepping stops once a target loses messages or its p99 passes the stop limit.",
     "rooms": "Many small rooms, the first member of each sending at a fixed rate, phases spread over the period.",
     "chatter": "Many senders in one room, each sending its next message only when its own message frame (the "
-               "acknowledgement) arrives; then the database is checked for seqs 1..N without gaps. Choir only: the "
-               "references store nothing.",
+    "acknowledgement) arrives; then the database is checked for seqs 1..N without gaps. Choir only: the "
+    "references store nothing.",
     "idle": "Sockets opened (a bounded number of handshakes in flight per client process) and left idle, spread over "
-            "rooms; memory of the serving processes over their baseline, and handshake rate. A Choir socket counts as "
-            "open once its `hello` arrives.",
+    "rooms; memory of the serving processes over their baseline, and handshake rate. A Choir socket counts as "
+    "open once its `hello` arrives.",
 }
 
 
@@ -106,6 +137,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--idle-levels", type=_ints, help="open sockets, e.g. 10000,20000")
     p.add_argument("--idle-room-size", type=int)
     p.add_argument("--idle-settle", type=float, help="seconds to wait before reading memory")
+    p.add_argument("--idle-max-seconds", type=float, help="stop opening sockets on a target after this long")
     p.add_argument("--client-processes", type=int)
     p.add_argument("--concurrency", type=int, default=64, help="handshakes in flight per client process")
     p.add_argument("--body-bytes", type=int, default=64)
@@ -113,8 +145,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--reuse-servers", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--choir-workers", type=int, default=1, help="Daphne workers for Choir (manage.py serve --workers)")
     p.add_argument("--choir-log-level", default="WARNING")
-    p.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
-                   help="a PostgreSQL database to create the benchmark's own from")
+    p.add_argument(
+        "--database-url",
+        default=os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
+        help="a PostgreSQL database to create the benchmark's own from",
+    )
     p.add_argument("--db-name", default="choir_bench", help="dropped and created for each run")
     p.add_argument("--keep-db", action="store_true", help="leave the benchmark database after the run")
     p.add_argument("--profile", action="store_true", help="py-spy the Choir worker during fan-out")
@@ -133,8 +168,11 @@ def options(argv: list[str] | None) -> argparse.Namespace:
 
 def server_env(args: argparse.Namespace, db: Database, redis: Redis, out: Path) -> dict[str, str]:
     # Nothing from the caller's Choir or Django settings leaks in (a test run's, say).
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("CHOIR_", "DATABASE_", "DJANGO_")) and k not in {"REDIS_URL", "DEBUG", "SECRET_KEY"}}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("CHOIR_", "DATABASE_", "DJANGO_")) and k not in {"REDIS_URL", "DEBUG", "SECRET_KEY"}
+    }
     env.update(
         DATABASE_URL=db.url,
         REDIS_URL=redis.url,
@@ -162,7 +200,7 @@ def rooms_needed(args: argparse.Namespace) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = options(argv)
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     out = args.output / started.strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
     clock = time.monotonic()
@@ -173,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         with open(out / "bench.log", "a") as f:
             f.write(line + "\n")
 
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by servers and clients
     notes: list[str] = []
     budget = scenarios.fd_budget() * (args.choir_workers if "choir" in args.targets else 1)
@@ -230,25 +268,62 @@ def main(argv: list[str] | None = None) -> int:
             return TutorialChannels(out, env, redis_url=redis.url)
 
         ctx = scenarios.Context(
-            out=out, meter=meter, redis=redis, db=db, make_target=make_target, client_processes=args.client_processes,
-            body_bytes=args.body_bytes, concurrency=args.concurrency, drain_timeout=args.drain_timeout,
-            stop_p99_ms=args.stop_p99_ms, log=log, profile=args.profile, reuse=args.reuse_servers,
+            out=out,
+            meter=meter,
+            redis=redis,
+            db=db,
+            make_target=make_target,
+            client_processes=args.client_processes,
+            body_bytes=args.body_bytes,
+            concurrency=args.concurrency,
+            drain_timeout=args.drain_timeout,
+            stop_p99_ms=args.stop_p99_ms,
+            log=log,
+            profile=args.profile,
+            reuse=args.reuse_servers,
         )
         plan: list[tuple[str, str, dict[str, Any], Any]] = []
         if "fanout" in args.scenarios:
             for members in args.fanout_members:
-                params = {"members": members, "deliveries": args.fanout_deliveries, "step_seconds": args.step_seconds,
-                          "p99_ms": args.p99_limit_ms}
+                params = {
+                    "members": members,
+                    "deliveries": args.fanout_deliveries,
+                    "step_seconds": args.step_seconds,
+                    "p99_ms": args.p99_limit_ms,
+                }
                 plan.append((f"fanout-{members}", "fanout", params, scenarios.fanout))
         if "rooms" in args.scenarios:
-            plan.append(("rooms", "rooms", {"count": args.rooms, "size": args.room_size, "rate": args.room_rate,
-                                            "seconds": args.room_seconds}, scenarios.rooms))
+            plan.append(
+                (
+                    "rooms",
+                    "rooms",
+                    {"count": args.rooms, "size": args.room_size, "rate": args.room_rate, "seconds": args.room_seconds},
+                    scenarios.rooms,
+                )
+            )
         if "chatter" in args.scenarios and "choir" in args.targets:
-            plan.append(("chatter", "chatter", {"senders": args.chatter_senders, "seconds": args.chatter_seconds},
-                         scenarios.chatter))
+            plan.append(
+                (
+                    "chatter",
+                    "chatter",
+                    {"senders": args.chatter_senders, "seconds": args.chatter_seconds},
+                    scenarios.chatter,
+                )
+            )
         if "idle" in args.scenarios:
-            plan.append(("idle", "idle", {"levels": args.idle_levels, "room_size": args.idle_room_size,
-                                          "settle": args.idle_settle}, scenarios.idle))
+            plan.append(
+                (
+                    "idle",
+                    "idle",
+                    {
+                        "levels": args.idle_levels,
+                        "room_size": args.idle_room_size,
+                        "settle": args.idle_settle,
+                        "max_seconds": args.idle_max_seconds,
+                    },
+                    scenarios.idle,
+                )
+            )
 
         for key, kind, params, run in plan:
             entry = results["scenarios"][key] = {"kind": kind, "about": ABOUT[kind], "params": params, "targets": {}}

@@ -35,6 +35,7 @@ class Spec:
     body_bytes: int = 64
     concurrency: int = 64  # handshakes in flight per worker
     open_timeout: float = 30.0
+    attempts: int = 3  # handshakes tried per socket before it counts as failed
 
 
 def payload(step: int, sender: int, n: int, pad: str) -> str:
@@ -76,6 +77,8 @@ class Worker:
         self.errors = 0
         self.pad = ""
         self.readers: list[asyncio.Task] = []
+        self.retries = 0
+        self.deadline: float | None = None
 
     # Commands -------------------------------------------------------------
 
@@ -90,10 +93,16 @@ class Worker:
             reply = await getattr(self, command)(**args)
             self.conn.send((command, reply))
 
-    async def connect(self, rooms: list[str], senders: dict[int, int]) -> dict[str, Any]:
-        """Open one socket per entry of `rooms`; `senders` maps index -> sender id."""
+    async def connect(self, rooms: list[str], senders: dict[int, int], deadline: float | None = None) -> dict[str, Any]:
+        """Open one socket per entry of `rooms`; `senders` maps index -> sender id.
+
+        Past `deadline` (time.time()) no new handshake starts: a slow server
+        is measured for a bounded time, not waited for.
+        """
+        self.deadline = deadline
         sem = asyncio.Semaphore(self.spec.concurrency)
         start = time.time()
+        retries_before = self.retries
         results = await asyncio.gather(*(self._open(room, sem) for room in rooms))
         end = time.time()
         opened = failed = 0
@@ -110,9 +119,18 @@ class Worker:
             if member.sender is not None:
                 self.senders.append(member)
             self.readers.append(asyncio.ensure_future(self._read(member)))
-        return {"opened": opened, "failed": failed, "reasons": reasons, "start": start, "end": end}
+        return {
+            "opened": opened,
+            "failed": failed,
+            "retries": self.retries - retries_before,
+            "reasons": reasons,
+            "start": start,
+            "end": end,
+        }
 
-    async def send(self, step: int, mode: str, rate: float, duration: float, start_at: float, stagger: int) -> dict[str, Any]:
+    async def send(
+        self, step: int, mode: str, rate: float, duration: float, start_at: float, stagger: int
+    ) -> dict[str, Any]:
         """Send one step's messages: `fixed` rate per sender, or `acked` (wait for each ack)."""
         self.step = step
         self.latencies[step] = array("d")
@@ -155,33 +173,48 @@ class Worker:
     # Sockets ---------------------------------------------------------------
 
     async def _open(self, room: str, sem: asyncio.Semaphore) -> ClientConnection | str:
+        """A live socket, or why not; a refused handshake is retried as a real client would."""
+        reason = ""
+        for attempt in range(self.spec.attempts):
+            if attempt:
+                self.retries += 1
+                await asyncio.sleep(0.2 * attempt)
+            async with sem:
+                if self.deadline is not None and time.time() > self.deadline:
+                    return "deadline"
+                result = await self._open_once(room)
+            if not isinstance(result, str):
+                return result
+            reason = result
+        return reason
+
+    async def _open_once(self, room: str) -> ClientConnection | str:
         url = f"ws://127.0.0.1:{self.spec.port}/ws/rooms/{room}/"
         # The tutorial stack refuses clients without an Origin; the others need none.
         origin = f"http://127.0.0.1:{self.spec.port}" if self.spec.dialect == "channels" else None
-        async with sem:
+        try:
+            ws = await connect(
+                url,
+                origin=origin,  # type: ignore[arg-type]
+                compression=None,
+                ping_interval=None,
+                open_timeout=self.spec.open_timeout,
+                close_timeout=1,
+                max_queue=None,
+            )
+        except Exception as exc:
+            return type(exc).__name__
+        if self.spec.dialect == "choir":
+            # A Choir socket is live once `hello` arrives.
             try:
-                ws = await connect(
-                    url,
-                    origin=origin,  # type: ignore[arg-type]
-                    compression=None,
-                    ping_interval=None,
-                    open_timeout=self.spec.open_timeout,
-                    close_timeout=1,
-                    max_queue=None,
-                )
+                first = await asyncio.wait_for(ws.recv(), self.spec.open_timeout)
             except Exception as exc:
-                return type(exc).__name__
-            if self.spec.dialect == "choir":
-                # A Choir socket is live once `hello` arrives.
-                try:
-                    first = await asyncio.wait_for(ws.recv(), self.spec.open_timeout)
-                except Exception as exc:
-                    await ws.close()
-                    return f"no hello: {type(exc).__name__}"
-                if '"hello"' not in first:
-                    await ws.close()
-                    return f"no hello: {first[:80]}"
-            return ws
+                await ws.close()
+                return f"no hello: {type(exc).__name__}"
+            if '"hello"' not in first:
+                await ws.close()
+                return f"no hello: {first[:80]}"
+        return ws
 
     async def _close(self, member: Member) -> None:
         try:
@@ -227,7 +260,9 @@ class Worker:
 
     # Senders ---------------------------------------------------------------
 
-    async def _send_fixed(self, member: Member, step: int, rate: float, duration: float, start_at: float, stagger: int) -> int:
+    async def _send_fixed(
+        self, member: Member, step: int, rate: float, duration: float, start_at: float, stagger: int
+    ) -> int:
         count = int(rate * duration)
         assert member.sender is not None
         # Senders of different rooms start at different phases of the period,
@@ -242,13 +277,17 @@ class Worker:
             if member.closed or time.time() > give_up:
                 break
             try:
-                await member.ws.send(encode(self.spec.dialect, payload(step, member.sender, n, self.pad), f"{member.sender}-{step}-{n}"))
+                await member.ws.send(
+                    encode(self.spec.dialect, payload(step, member.sender, n, self.pad), f"{member.sender}-{step}-{n}")
+                )
             except ConnectionClosed:
                 break
             sent += 1
         return sent
 
-    async def _send_acked(self, member: Member, step: int, rate: float, duration: float, start_at: float, stagger: int) -> int:
+    async def _send_acked(
+        self, member: Member, step: int, rate: float, duration: float, start_at: float, stagger: int
+    ) -> int:
         assert member.sender is not None
         loop = asyncio.get_running_loop()
         delay = start_at - time.time()
@@ -261,10 +300,12 @@ class Worker:
             future: asyncio.Future[float | None] = loop.create_future()
             member.waiting = (n, future)
             try:
-                await member.ws.send(encode(self.spec.dialect, payload(step, member.sender, n, self.pad), f"{member.sender}-{step}-{n}"))
+                await member.ws.send(
+                    encode(self.spec.dialect, payload(step, member.sender, n, self.pad), f"{member.sender}-{step}-{n}")
+                )
                 sent += 1
                 await asyncio.wait_for(future, 10)
-            except (ConnectionClosed, asyncio.TimeoutError):
+            except (TimeoutError, ConnectionClosed):
                 break
             n += 1
         member.waiting = None
@@ -273,6 +314,6 @@ class Worker:
 
 def main(conn: Connection, spec: Spec) -> None:
     """Entry point of a client process."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     asyncio.run(Worker(conn, spec).run())

@@ -45,7 +45,7 @@ class ClientPool:
             # Each worker bounds its own work; this only catches a dead one.
             if not conn.poll(timeout):
                 raise WorkerDied(f"client {index} did not answer {command!r} within {timeout:.0f}s")
-            kind, reply = conn.recv()
+            _kind, reply = conn.recv()
             replies.append(reply)
         return replies
 

@@ -7,7 +7,8 @@ Run: `daphne choir.bench.ref_asgi:application`.
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 

@@ -6,7 +6,7 @@ it up (defaults: capacity 100, expiry 60), on the benchmark's Redis.
 
 import os
 
-from choirsite.settings import *  # noqa: F401,F403
+from choirsite.settings import *  # noqa: F403
 
 ROOT_URLCONF = "choirsite.urls"
 ASGI_APPLICATION = "choir.bench.ref_channels.application"

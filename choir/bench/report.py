@@ -32,30 +32,73 @@ def summary_rows(results: dict[str, Any], reference_load: int) -> list[dict[str,
         targets = scenario["targets"]
         kind = scenario["kind"]
         if kind == "fanout":
-            add(key, "highest msg/s with zero loss, p99 < limit", "higher", {t: r["max_rate"] for t, r in targets.items()})
+            add(
+                key,
+                "highest msg/s with zero loss, p99 < limit",
+                "higher",
+                {t: r["max_rate"] for t, r in targets.items()},
+            )
             at = {t: _at_load(r["steps"], reference_load) for t, r in targets.items()}
-            add(key, f"deliveries per server CPU-s at {reference_load:,}/s offered", "higher",
-                {t: s and s["deliveries_per_cpu_s"] for t, s in at.items()})
-            add(key, f"p50 ms at {reference_load:,}/s offered", "lower", {t: s and s["latency_ms"]["p50"] for t, s in at.items()})
-            add(key, f"p99 ms at {reference_load:,}/s offered", "lower", {t: s and s["latency_ms"]["p99"] for t, s in at.items()})
+            add(
+                key,
+                f"deliveries per server CPU-s at {reference_load:,}/s offered",
+                "higher",
+                {t: s and s["deliveries_per_cpu_s"] for t, s in at.items()},
+            )
+            add(
+                key,
+                f"p50 ms at {reference_load:,}/s offered",
+                "lower",
+                {t: s and s["latency_ms"]["p50"] for t, s in at.items()},
+            )
+            add(
+                key,
+                f"p99 ms at {reference_load:,}/s offered",
+                "lower",
+                {t: s and s["latency_ms"]["p99"] for t, s in at.items()},
+            )
             add(key, f"lost at {reference_load:,}/s offered", "lower", {t: s and s["lost"] for t, s in at.items()})
-            best = {t: max((s["deliveries_per_cpu_s"] or 0 for s in r["steps"] if s["lost"] == 0), default=None)
-                    for t, r in targets.items()}
+            best = {
+                t: max((s["deliveries_per_cpu_s"] or 0 for s in r["steps"] if s["lost"] == 0), default=None)
+                for t, r in targets.items()
+            }
             add(key, "best deliveries per server CPU-s (any zero-loss step)", "higher", best)
         elif kind == "rooms":
             add(key, "lost", "lower", {t: r["lost"] for t, r in targets.items()})
             add(key, "p99 ms", "lower", {t: r["latency_ms"]["p99"] for t, r in targets.items()})
-            add(key, "deliveries per server CPU-s", "higher", {t: r["deliveries_per_cpu_s"] for t, r in targets.items()})
+            add(
+                key, "deliveries per server CPU-s", "higher", {t: r["deliveries_per_cpu_s"] for t, r in targets.items()}
+            )
         elif kind == "chatter":
-            add(key, "stored messages/s (acked, PostgreSQL)", "higher", {t: r.get("stored_per_s") for t, r in targets.items()})
-            add(key, "seqs gap-free in the database", "yes", {t: r.get("db", {}).get("gap_free") for t, r in targets.items()})
+            add(
+                key,
+                "stored messages/s (acked, PostgreSQL)",
+                "higher",
+                {t: r.get("stored_per_s") for t, r in targets.items()},
+            )
+            add(
+                key,
+                "seqs gap-free in the database",
+                "yes",
+                {t: r.get("db", {}).get("gap_free") for t, r in targets.items()},
+            )
         elif kind == "idle":
             levels = max((len(r["levels"]) for r in targets.values()), default=0)
             for i in range(levels):
                 per_level = {t: r["levels"][i] for t, r in targets.items() if len(r["levels"]) > i}
                 sockets = per_level.get("choir", next(iter(per_level.values())))["sockets"]
-                add(key, f"KB RSS per socket at {sockets:,} sockets", "lower", {t: v["kb_per_socket"] for t, v in per_level.items()})
-                add(key, f"handshakes/s up to {sockets:,} sockets", "higher", {t: v["handshakes_per_s"] for t, v in per_level.items()})
+                add(
+                    key,
+                    f"KB RSS per socket at {sockets:,} sockets",
+                    "lower",
+                    {t: v["kb_per_socket"] for t, v in per_level.items()},
+                )
+                add(
+                    key,
+                    f"handshakes/s up to {sockets:,} sockets",
+                    "higher",
+                    {t: v["handshakes_per_s"] for t, v in per_level.items()},
+                )
     return rows
 
 
@@ -65,40 +108,87 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-STEP_HEADER = ["target", "msg/s", "conns", "sent", "expected", "received", "lost", "deliveries/s", "p50 ms", "p90 ms",
-               "p99 ms", "max ms", "server CPU s", "CPU %", "peak RSS MB", "deliveries/CPU-s", "redis CPU s", "db CPU s",
-               "client CPU s"]
+STEP_HEADER = [
+    "target",
+    "msg/s",
+    "conns",
+    "sent",
+    "expected",
+    "received",
+    "lost",
+    "deliveries/s",
+    "p50 ms",
+    "p90 ms",
+    "p99 ms",
+    "max ms",
+    "server CPU s",
+    "CPU %",
+    "peak RSS MB",
+    "deliveries/CPU-s",
+    "redis CPU s",
+    "db CPU s",
+    "client CPU s",
+]
 
 
 def _step_cells(target: str, s: dict[str, Any]) -> list[Any]:
     lat = s["latency_ms"]
-    return [LABELS.get(target, target), s.get("rate", s.get("rate_per_room")), s.get("connections"), s["messages_sent"],
-            s["expected"], s["received"], s["lost"], s["deliveries_per_s"], lat["p50"], lat["p90"], lat["p99"], lat["max"],
-            s["server_cpu_s"], s["server_cpu_pct"], s["serving_peak_rss_mb"], s["deliveries_per_cpu_s"], s["redis_cpu_s"],
-            s["db_cpu_s"], s["client_cpu_s"]]
+    return [
+        LABELS.get(target, target),
+        s.get("rate", s.get("rate_per_room")),
+        s.get("connections"),
+        s["messages_sent"],
+        s["expected"],
+        s["received"],
+        s["lost"],
+        s["deliveries_per_s"],
+        lat["p50"],
+        lat["p90"],
+        lat["p99"],
+        lat["max"],
+        s["server_cpu_s"],
+        s["server_cpu_pct"],
+        s["serving_peak_rss_mb"],
+        s["deliveries_per_cpu_s"],
+        s["redis_cpu_s"],
+        s["db_cpu_s"],
+        s["client_cpu_s"],
+    ]
 
 
 def markdown(results: dict[str, Any]) -> str:
     meta = results["meta"]
     out = [f"# Choir benchmark, {meta['started']}", ""]
     out.append(
-        f"{meta['cpus']} CPUs, Python {meta['python']}, preset `{meta['preset']}`, {meta['choir_workers']} Choir worker(s), "
+        f"{meta['cpus']} CPUs, Python {meta['python']}, preset `{meta['preset']}`, "
+        f"{meta['choir_workers']} Choir worker(s), "
         f"{meta['client_processes']} client processes, bodies of {meta['body_bytes']} bytes, "
         f"run time {meta.get('seconds', 0):.0f} s. Command: `{meta['command']}`"
     )
-    out += ["", "Choir runs as `manage.py serve` on PostgreSQL and the Redis layer, storing every message; the "
-            "references store nothing. Ratios are Choir / reference: above 1 is better for Choir where higher is "
-            "better, below 1 where lower is better. Server CPU and RSS cover the server's process tree "
-            "(RSS: the serving processes only); redis and db CPU are the benchmark's own redis-server and "
-            "PostgreSQL backends.", ""]
+    out += [
+        "",
+        "Choir runs as `manage.py serve` on PostgreSQL and the Redis layer, storing every message; the "
+        "references store nothing. Ratios are Choir / reference: above 1 is better for Choir where higher is "
+        "better, below 1 where lower is better. Server CPU and RSS cover the server's process tree "
+        "(RSS: the serving processes only); redis and db CPU are the benchmark's own redis-server and "
+        "PostgreSQL backends.",
+        "",
+    ]
     if meta.get("notes"):
         out += [f"- {note}" for note in meta["notes"]] + [""]
     out += ["## Summary: Choir against each reference", ""]
     rows = []
     for row in results["summary"]:
         v, r = row["values"], row["ratios"]
-        rows.append([row["scenario"], row["metric"], row["better"], v.get("choir"),
-                     *[x for ref in REFERENCES for x in (v.get(ref), r.get(ref))]])
+        rows.append(
+            [
+                row["scenario"],
+                row["metric"],
+                row["better"],
+                v.get("choir"),
+                *[x for ref in REFERENCES for x in (v.get(ref), r.get(ref))],
+            ]
+        )
     header = ["scenario", "figure", "better", "Choir"]
     for ref in REFERENCES:
         header += [LABELS[ref], "ratio"]
@@ -106,44 +196,94 @@ def markdown(results: dict[str, Any]) -> str:
 
     for key, scenario in results["scenarios"].items():
         kind, params, targets = scenario["kind"], scenario["params"], scenario["targets"]
-        out += [f"## {key}", "", scenario["about"], "", "Parameters: " + ", ".join(f"{k}={v}" for k, v in params.items()), ""]
+        out += [
+            f"## {key}",
+            "",
+            scenario["about"],
+            "",
+            "Parameters: " + ", ".join(f"{k}={v}" for k, v in params.items()),
+            "",
+        ]
         if kind == "fanout":
             cells = []
             for t, r in targets.items():
                 cells += [_step_cells(t, s) + [s["passed"]] for s in r["steps"]]
             out.append(_table(STEP_HEADER + ["passed"], cells))
-            out += ["", "Highest rate passed: " + ", ".join(
-                f"{LABELS.get(t, t)} {fmt(r['max_rate'])} msg/s ({fmt(r['max_deliveries_per_s'])} deliveries/s)"
-                for t, r in targets.items()), ""]
+            out += [
+                "",
+                "Highest rate passed: "
+                + ", ".join(
+                    f"{LABELS.get(t, t)} {fmt(r['max_rate'])} msg/s ({fmt(r['max_deliveries_per_s'])} deliveries/s)"
+                    for t, r in targets.items()
+                ),
+                "",
+            ]
             for t, r in targets.items():
-                if r.get("connect_failed"):
-                    out.append(f"{LABELS.get(t, t)}: {r['connect_failed']} connections failed: {r['connect_failures']}")
+                if r.get("connect_failed") or r.get("connect_retries"):
+                    out.append(
+                        f"{LABELS.get(t, t)}: {r.get('connect_retries', 0)} handshakes retried, "
+                        f"{r['connect_failed']} failed for good: {r['connect_failures']}"
+                    )
         elif kind in ("rooms", "chatter"):
             out.append(_table(STEP_HEADER, [_step_cells(t, r) for t, r in targets.items()]))
             if kind == "chatter":
                 for t, r in targets.items():
                     if "db" in r:
                         db = r["db"]
-                        out += ["", f"{LABELS.get(t, t)}: {fmt(r['stored'])} messages stored in {params['seconds']} s = "
-                                f"**{fmt(r['stored_per_s'])} stored/s**; database: last_seq {db['last_seq']}, "
-                                f"{db['stored']} rows, {db['distinct']} distinct seqs, {db['min']}..{db['max']}, "
-                                f"gap-free: **{fmt(db['gap_free'])}**; stored = sent: {fmt(r['stored_matches_sent'])}"]
+                        out += [
+                            "",
+                            f"{LABELS.get(t, t)}: {fmt(r['stored'])} messages stored in {params['seconds']} s = "
+                            f"**{fmt(r['stored_per_s'])} stored/s**; database: last_seq {db['last_seq']}, "
+                            f"{db['stored']} rows, {db['distinct']} distinct seqs, {db['min']}..{db['max']}, "
+                            f"gap-free: **{fmt(db['gap_free'])}**; stored = sent: {fmt(r['stored_matches_sent'])}",
+                        ]
         elif kind == "idle":
             cells = []
             for t, r in targets.items():
                 for lv in r["levels"]:
-                    cells.append([LABELS.get(t, t), lv["sockets"], lv["connect_failed"], lv["handshakes_per_s"],
-                                  lv["handshakes_per_cpu_s"], lv["baseline_rss_mb"], lv["serving_rss_mb"],
-                                  lv["rss_mb_per_1000"], lv["kb_per_socket"]])
-            out.append(_table(["target", "sockets", "failed", "handshakes/s", "handshakes/CPU-s", "baseline RSS MB",
-                               "RSS MB", "MB per 1,000", "KB per socket"], cells))
+                    cells.append(
+                        [
+                            LABELS.get(t, t),
+                            lv["sockets"],
+                            lv["connect_failed"],
+                            lv.get("connect_retries"),
+                            lv["handshakes_per_s"],
+                            lv["handshakes_per_cpu_s"],
+                            lv["baseline_rss_mb"],
+                            lv["serving_rss_mb"],
+                            lv["rss_mb_per_1000"],
+                            lv["kb_per_socket"],
+                        ]
+                    )
+            out.append(
+                _table(
+                    [
+                        "target",
+                        "sockets",
+                        "failed",
+                        "retried",
+                        "handshakes/s",
+                        "handshakes/CPU-s",
+                        "baseline RSS MB",
+                        "RSS MB",
+                        "MB per 1,000",
+                        "KB per socket",
+                    ],
+                    cells,
+                )
+            )
         out.append("")
         for t, r in targets.items():
             profile = r.get("profile") if isinstance(r, dict) else None
             if profile:
-                out += [f"### py-spy profile of the Choir worker ({profile['samples']} samples, `{profile['file']}`)", "",
-                        _table(["function (self time)", "%"], profile["self_pct"][:15]), "",
-                        _table(["function (inclusive)", "%"], profile["inclusive_pct"][:20]), ""]
+                out += [
+                    f"### py-spy profile of the Choir worker ({profile['samples']} samples, `{profile['file']}`)",
+                    "",
+                    _table(["function (self time)", "%"], profile["self_pct"][:15]),
+                    "",
+                    _table(["function (inclusive)", "%"], profile["inclusive_pct"][:20]),
+                    "",
+                ]
     return "\n".join(out) + "\n"
 
 
@@ -170,7 +310,13 @@ def plot(results: dict[str, Any], path: Path) -> bool:
                 xs = [s["offered_deliveries_per_s"] for s in r["steps"]]
                 ys = [max(s["latency_ms"]["p99"], 0.1) for s in r["steps"]]
                 ax.plot(xs, ys, style, marker="o", color=colours.get(t), label=f"{LABELS.get(t, t)} {key}")
-        ax.set(xscale="log", yscale="log", xlabel="offered deliveries/s", ylabel="p99 latency, ms", title="fan-out: p99 by load")
+        ax.set(
+            xscale="log",
+            yscale="log",
+            xlabel="offered deliveries/s",
+            ylabel="p99 latency, ms",
+            title="fan-out: p99 by load",
+        )
         ax.axhline(100, color="grey", lw=0.8, ls=":")
         ax.legend(fontsize=6)
     load = results["meta"]["reference_load"]
@@ -179,15 +325,24 @@ def plot(results: dict[str, Any], path: Path) -> bool:
         for t, r in scenarios[key]["targets"].items():
             step = _at_load(r["steps"], load) or (r["steps"][-1] if r["steps"] else None)
             if step and step["latency_quantiles_ms"]:
-                ax.plot([max(q, 0.01) for q in step["latency_quantiles_ms"]], range(101), color=colours.get(t),
-                        label=f"{LABELS.get(t, t)} ({fmt(step['offered_deliveries_per_s'])}/s)")
+                ax.plot(
+                    [max(q, 0.01) for q in step["latency_quantiles_ms"]],
+                    range(101),
+                    color=colours.get(t),
+                    label=f"{LABELS.get(t, t)} ({fmt(step['offered_deliveries_per_s'])}/s)",
+                )
         ax.set(xscale="log", xlabel="send-to-receive latency, ms", ylabel="percentile", title=f"{key}: latency CDF")
         ax.legend(fontsize=7)
     if "rooms" in scenarios:
         ax = axes.pop(0)
         for t, r in scenarios["rooms"]["targets"].items():
             if r["latency_quantiles_ms"]:
-                ax.plot([max(q, 0.01) for q in r["latency_quantiles_ms"]], range(101), color=colours.get(t), label=LABELS.get(t, t))
+                ax.plot(
+                    [max(q, 0.01) for q in r["latency_quantiles_ms"]],
+                    range(101),
+                    color=colours.get(t),
+                    label=LABELS.get(t, t),
+                )
         ax.set(xscale="log", xlabel="send-to-receive latency, ms", ylabel="percentile", title="many rooms: latency CDF")
         ax.legend(fontsize=7)
     fig.tight_layout()

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import math
 import resource
-import signal
 import shutil
+import signal
 import subprocess
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from choir.bench import procstat
 from choir.bench.pool import ClientPool
@@ -84,8 +85,11 @@ def running(ctx: Context, name: str) -> Iterator[Target]:
 @contextmanager
 def clients(ctx: Context, target: Target, processes: int | None = None) -> Iterator[ClientPool]:
     pool = ClientPool(
-        port=target.port, dialect=target.dialect, processes=processes or ctx.client_processes,
-        body_bytes=ctx.body_bytes, concurrency=ctx.concurrency,
+        port=target.port,
+        dialect=target.dialect,
+        processes=processes or ctx.client_processes,
+        body_bytes=ctx.body_bytes,
+        concurrency=ctx.concurrency,
     )
     ctx.meter.watch("clients", procstat.pids(*pool.pids))
     try:
@@ -95,13 +99,15 @@ def clients(ctx: Context, target: Target, processes: int | None = None) -> Itera
         pool.close()
 
 
-def connect(pool: ClientPool, rooms: list[str], senders: dict[int, int], timeout: float = 120) -> dict[str, Any]:
+def connect(
+    pool: ClientPool, rooms: list[str], senders: dict[int, int], timeout: float = 120, deadline: float | None = None
+) -> dict[str, Any]:
     """Open one socket per entry of `rooms`, spread over the workers round-robin.
 
     `senders` maps a global socket index to its sender id.
     """
     workers = len(pool)
-    per_worker: list[dict[str, Any]] = [{"rooms": [], "senders": {}} for _ in range(workers)]
+    per_worker: list[dict[str, Any]] = [{"rooms": [], "senders": {}, "deadline": deadline} for _ in range(workers)]
     for index, room in enumerate(rooms):
         slot = per_worker[index % workers]
         if index in senders:
@@ -115,17 +121,33 @@ def connect(pool: ClientPool, rooms: list[str], senders: dict[int, int], timeout
     opened = sum(r["opened"] for r in replies)
     start = min(r["start"] for r in replies)
     end = max(r["end"] for r in replies)
-    return {"opened": opened, "failed": sum(r["failed"] for r in replies), "reasons": reasons, "seconds": end - start}
+    # Stopped at the deadline: the rate is over the time spent connecting.
+    end = min(end, deadline) if deadline is not None and reasons.get("deadline") else end
+    return {
+        "opened": opened,
+        "failed": sum(r["failed"] for r in replies),
+        "retries": sum(r["retries"] for r in replies),
+        "reasons": reasons,
+        "seconds": end - start,
+    }
 
 
 def measure_step(
-    ctx: Context, pool: ClientPool, *, step: int, mode: str, rate: float, duration: float, stagger: int = 1,
+    ctx: Context,
+    pool: ClientPool,
+    *,
+    step: int,
+    mode: str,
+    rate: float,
+    duration: float,
+    stagger: int = 1,
 ) -> tuple[dict[str, Any], Any]:
     """Send one step's messages, wait for them to arrive, and measure."""
     mark = ctx.meter.mark()
     start_at = time.time() + 0.3
     sent_replies = pool.call_all(
-        "send", {"step": step, "mode": mode, "rate": rate, "duration": duration, "start_at": start_at, "stagger": stagger},
+        "send",
+        {"step": step, "mode": mode, "rate": rate, "duration": duration, "start_at": start_at, "stagger": stagger},
         timeout=duration + 60,
     )
     sent: dict[str, int] = {}
@@ -133,7 +155,9 @@ def measure_step(
         for room, count in reply["sent"].items():
             sent[room] = sent.get(room, 0) + count
     send_end = max(r["end"] for r in sent_replies)
-    drained = pool.call_all("drain", {"step": step, "expected": sent, "timeout": ctx.drain_timeout}, timeout=ctx.drain_timeout + 60)
+    drained = pool.call_all(
+        "drain", {"step": step, "expected": sent, "timeout": ctx.drain_timeout}, timeout=ctx.drain_timeout + 60
+    )
     usage = ctx.meter.since(mark)
     latencies = merge_latencies(d["latencies"] for d in drained)
     summary, quantiles = latency_summary(latencies)
@@ -177,12 +201,14 @@ def _passes(row: dict[str, Any], p99_ms: float) -> bool:
 # Fan-out --------------------------------------------------------------------
 
 
-def fanout(ctx: Context, name: str, *, members: int, deliveries: list[int], step_seconds: float, p99_ms: float) -> dict[str, Any]:
+def fanout(
+    ctx: Context, name: str, *, members: int, deliveries: list[int], step_seconds: float, p99_ms: float
+) -> dict[str, Any]:
     """One room of `members` sockets; one of them sends at rates stepped up by offered deliveries/s."""
     room = fanout_room(members)
     with running(ctx, name) as target, clients(ctx, target) as pool:
         conn = connect(pool, [room] * members, {0: 0})
-        ctx.log(f"  {name}: {conn['opened']} members connected in {conn['seconds']:.1f}s")
+        ctx.log(f"  {name}: {conn['opened']} members connected in {conn['seconds']:.1f}s ({conn['retries']} retried)")
         steps = []
         profiler = _Profiler(ctx, target, f"fanout-{members}") if ctx.profile and target.name == "choir" else None
         try:
@@ -191,8 +217,12 @@ def fanout(ctx: Context, name: str, *, members: int, deliveries: list[int], step
                 # At least ten messages a step, or a slow rate says nothing.
                 duration = min(max(step_seconds, 10 / rate), 4 * step_seconds)
                 row, _ = measure_step(ctx, pool, step=step, mode="fixed", rate=rate, duration=duration)
-                row.update(rate=round(rate, 2), offered_deliveries_per_s=offered, connections=conn["opened"],
-                           passed=_passes(row, p99_ms))
+                row.update(
+                    rate=round(rate, 2),
+                    offered_deliveries_per_s=offered,
+                    connections=conn["opened"],
+                    passed=_passes(row, p99_ms),
+                )
                 steps.append(row)
                 lat = row["latency_ms"]
                 ctx.log(
@@ -209,6 +239,7 @@ def fanout(ctx: Context, name: str, *, members: int, deliveries: list[int], step
         return {
             "connections": conn["opened"],
             "connect_failed": conn["failed"],
+            "connect_retries": conn["retries"],
             "connect_failures": conn["reasons"],
             "steps": steps,
             "max_rate": passed[-1]["rate"] if passed else 0,
@@ -228,9 +259,16 @@ def rooms(ctx: Context, name: str, *, count: int, size: int, rate: float, second
         conn = connect(pool, layout, senders)
         ctx.log(f"  {name}: {conn['opened']} sockets in {count} rooms in {conn['seconds']:.1f}s")
         row, _ = measure_step(ctx, pool, step=0, mode="fixed", rate=rate, duration=seconds, stagger=count)
-        row.update(connections=conn["opened"], connect_failed=conn["failed"], rate_per_room=rate)
+        row.update(
+            connections=conn["opened"],
+            connect_failed=conn["failed"],
+            connect_retries=conn["retries"],
+            rate_per_room=rate,
+        )
         lat = row["latency_ms"]
-        ctx.log(f"  {name}: {row['received']}/{row['expected']} lost {row['lost']} p50 {lat['p50']} p99 {lat['p99']} ms")
+        ctx.log(
+            f"  {name}: {row['received']}/{row['expected']} lost {row['lost']} p50 {lat['p50']} p99 {lat['p99']} ms"
+        )
         return row
 
 
@@ -241,7 +279,7 @@ def chatter(ctx: Context, name: str, *, senders: int, seconds: float) -> dict[st
     with running(ctx, name) as target, clients(ctx, target) as pool:
         before = ctx.db.room_seqs(CHATTER_ROOM) if target.stores else None
         conn = connect(pool, [CHATTER_ROOM] * senders, {i: i for i in range(senders)})
-        row, sent = measure_step(ctx, pool, step=0, mode="acked", rate=0, duration=seconds)
+        row, _ = measure_step(ctx, pool, step=0, mode="acked", rate=0, duration=seconds)
         row.update(connections=conn["opened"], connect_failed=conn["failed"], senders=senders)
     if target.stores:
         after = ctx.db.room_seqs(CHATTER_ROOM)
@@ -262,17 +300,30 @@ def fd_budget() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[1] - 500
 
 
-def idle(ctx: Context, name: str, *, levels: list[int], room_size: int, settle: float = 2.0) -> dict[str, Any]:
+def idle(
+    ctx: Context,
+    name: str,
+    *,
+    levels: list[int],
+    room_size: int,
+    settle: float = 2.0,
+    max_seconds: float = 600,
+) -> dict[str, Any]:
+    """Open sockets up to each level in turn; `max_seconds` bounds all the connecting for one target."""
     slugs = idle_rooms(math.ceil(max(levels) / room_size))
     results = []
     with running(ctx, name) as target, clients(ctx, target) as pool:
         time.sleep(settle / 2)
         baseline = ctx.meter.since(ctx.meter.mark())["serving"].last_rss
+        deadline = time.time() + max_seconds
+        profiler = _Profiler(ctx, target, "idle") if ctx.profile and target.name == "choir" else None
         total = 0
         for level in levels:
+            if time.time() > deadline:
+                break
             batch = [slugs[i // room_size] for i in range(total, level)]
             mark = ctx.meter.mark()
-            conn = connect(pool, batch, {}, timeout=600)
+            conn = connect(pool, batch, {}, timeout=max_seconds + 120, deadline=deadline)
             connect_usage = ctx.meter.since(mark)
             total += conn["opened"]
             time.sleep(settle)  # presence batches and buffers settle
@@ -280,7 +331,9 @@ def idle(ctx: Context, name: str, *, levels: list[int], room_size: int, settle: 
             row = {
                 "sockets": total,
                 "requested": level,
-                "connect_failed": conn["failed"],
+                "connect_failed": conn["failed"] - conn["reasons"].get("deadline", 0),
+                "not_tried": conn["reasons"].get("deadline", 0),
+                "connect_retries": conn["retries"],
                 "connect_failures": conn["reasons"],
                 "connect_seconds": round(conn["seconds"], 2),
                 "handshakes_per_s": per(conn["opened"], conn["seconds"]),
@@ -294,9 +347,11 @@ def idle(ctx: Context, name: str, *, levels: list[int], room_size: int, settle: 
             results.append(row)
             ctx.log(
                 f"  {name}: {total} sockets, {row['handshakes_per_s']} handshakes/s, "
-                f"{row['kb_per_socket']} KB/socket (failed {conn['failed']})"
+                f"{row['kb_per_socket']} KB/socket (failed {conn['failed']}, retried {conn['retries']})"
             )
-    return {"levels": results}
+        if profiler is not None:
+            profiler.stop()
+    return {"levels": results, "profile": profiler.summary if profiler is not None else None}
 
 
 # Profiling ------------------------------------------------------------------
@@ -315,13 +370,25 @@ class _Profiler:
             return
         self.raw = ctx.out / f"profile-choir-{label}.txt"
         self.proc = subprocess.Popen(
-            [pyspy, "record", "--pid", str(worker[0]), "--rate", "200", "--format", "raw", "--output", str(self.raw),
-             "--nonblocking"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                pyspy,
+                "record",
+                "--pid",
+                str(worker[0]),
+                "--rate",
+                "200",
+                "--format",
+                "raw",
+                "--output",
+                str(self.raw),
+                "--nonblocking",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
 
     def stop(self) -> None:
-        if self.proc is None:
+        if self.proc is None or self.proc.poll() is not None:
             return
         self.proc.send_signal(signal.SIGINT)
         try:

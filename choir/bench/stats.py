@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from array import array
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 
 def percentile(ordered: list[float], q: float) -> float:

@@ -48,7 +48,9 @@ def _stop(proc: subprocess.Popen | None, timeout: float = 15.0) -> None:
         proc.wait(5)
 
 
-def websocket_ready(port: int, path: str, timeout: float, proc: subprocess.Popen, log: Path, origin: bool = False) -> None:
+def websocket_ready(
+    port: int, path: str, timeout: float, proc: subprocess.Popen, log: Path, origin: bool = False
+) -> None:
     """Wait until a WebSocket handshake on `path` succeeds."""
     from websockets.sync.client import connect
 
@@ -84,9 +86,26 @@ class Redis:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--daemonize", "no", "--maxclients", "10000", "--logfile", str(self.log)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+                "--maxclients",
+                "10000",
+                "--logfile",
+                str(self.log),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         import redis
 
@@ -129,8 +148,13 @@ class Database:
         """Migrate and create the rooms through Choir's own service layer."""
         with open(log, "ab") as out:
             subprocess.run(
-                [PY, "-m", "choir.bench.dbsetup", *rooms], cwd=ROOT, env={**env, "DATABASE_URL": self.url},
-                stdout=out, stderr=subprocess.STDOUT, check=True, timeout=300,
+                [PY, "-m", "choir.bench.dbsetup", *rooms],
+                cwd=ROOT,
+                env={**env, "DATABASE_URL": self.url},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                check=True,
+                timeout=300,
             )
 
     def room_seqs(self, slug: str) -> dict[str, int]:
@@ -139,13 +163,21 @@ class Database:
 
         with psycopg.connect(self.url) as conn:
             row = conn.execute(
-                "SELECT r.last_seq, count(m.id), count(DISTINCT m.seq), coalesce(min(m.seq), 0), coalesce(max(m.seq), 0) "
+                "SELECT r.last_seq, count(m.id), count(DISTINCT m.seq), "
+                "coalesce(min(m.seq), 0), coalesce(max(m.seq), 0) "
                 "FROM choir_room r LEFT JOIN choir_message m ON m.room_id = r.id WHERE r.slug = %s GROUP BY r.id",
                 [slug],
             ).fetchone()
         last_seq, count, distinct, low, high = row or (0, 0, 0, 0, 0)
         gap_free = count == distinct == last_seq and (count == 0 or (low == 1 and high == count))
-        return {"last_seq": last_seq, "stored": count, "distinct": distinct, "min": low, "max": high, "gap_free": gap_free}
+        return {
+            "last_seq": last_seq,
+            "stored": count,
+            "distinct": distinct,
+            "min": low,
+            "max": high,
+            "gap_free": gap_free,
+        }
 
     def drop(self) -> None:
         import psycopg
@@ -181,8 +213,13 @@ class Target:
         args, env = self.command(sock)
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            args, cwd=ROOT, env={**self.env, **env, "PYTHONPATH": str(ROOT)}, pass_fds=[sock.fileno()],
-            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+            args,
+            cwd=ROOT,
+            env={**self.env, **env, "PYTHONPATH": str(ROOT)},
+            pass_fds=[sock.fileno()],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         sock.close()  # the server holds its own copy
         websocket_ready(self.port, self.ready_path, 60, self.proc, self.log_path, origin=self.dialect == "channels")
@@ -220,7 +257,11 @@ class Choir(Target):
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [PY, "manage.py", "serve", "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers)],
-            cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=ROOT,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         websocket_ready(self.port, self.ready_path, 60, self.proc, self.log_path)
         time.sleep(0.3 * (self.workers - 1))  # let late workers reach accept()
@@ -243,7 +284,11 @@ class Raw(Target):
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [PY, "-m", "choir.bench.ref_raw", "--port", str(self.port)],
-            cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=ROOT,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         websocket_ready(self.port, self.ready_path, 30, self.proc, self.log_path)
 
@@ -254,7 +299,16 @@ class BareAsgi(Target):
     dialect = "asgi"
 
     def command(self, sock: socket.socket) -> tuple[list[str], dict[str, str]]:
-        return [PY, "-m", "daphne", "--fd", str(sock.fileno()), "--verbosity", "0", "choir.bench.ref_asgi:application"], {}
+        return [
+            PY,
+            "-m",
+            "daphne",
+            "--fd",
+            str(sock.fileno()),
+            "--verbosity",
+            "0",
+            "choir.bench.ref_asgi:application",
+        ], {}
 
 
 class TutorialChannels(Target):
@@ -268,4 +322,13 @@ class TutorialChannels(Target):
 
     def command(self, sock: socket.socket) -> tuple[list[str], dict[str, str]]:
         env = {"DJANGO_SETTINGS_MODULE": "choir.bench.ref_channels_settings", "BENCH_REDIS_URL": self.redis_url}
-        return [PY, "-m", "daphne", "--fd", str(sock.fileno()), "--verbosity", "0", "choir.bench.ref_channels:application"], env
+        return [
+            PY,
+            "-m",
+            "daphne",
+            "--fd",
+            str(sock.fileno()),
+            "--verbosity",
+            "0",
+            "choir.bench.ref_channels:application",
+        ], env
