@@ -97,10 +97,13 @@ class RoomPage {
     this.connection.dataset.state = state;
     this.retryButton.hidden = state === "connected" || state === "connecting";
     if (state === "reconnecting" && detail.until) {
+      // The status is a live region: announce the state once, not every tick.
+      const why = detail.code === 4429 ? `${STOP_TEXT[4429]}. ` : "";
+      const seconds = el("span", { "aria-hidden": "true" });
+      this.status.replaceChildren(`${why}Reconnecting `, seconds);
       const tick = () => {
         const left = Math.max(0, Math.ceil((detail.until - Date.now()) / 1000));
-        const why = detail.code === 4429 ? `${STOP_TEXT[4429]}. ` : "";
-        this.status.textContent = `${why}Reconnecting in ${left} s…`;
+        seconds.textContent = `in ${left} s…`;
       };
       tick();
       this.countdown = setInterval(tick, 1000);
