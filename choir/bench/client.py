@@ -35,7 +35,7 @@ class Spec:
     body_bytes: int = 64
     concurrency: int = 64  # handshakes in flight per worker
     open_timeout: float = 30.0
-    attempts: int = 3  # handshakes tried per socket before it counts as failed
+    attempts: int = 5  # handshakes tried per socket before it counts as failed
 
 
 def payload(step: int, sender: int, n: int, pad: str) -> str:
