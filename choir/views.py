@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.contrib import messages as flash
 from django.contrib.auth import login
@@ -10,6 +12,7 @@ from django.db.models import OuterRef, Subquery
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
@@ -40,8 +43,10 @@ def room_list(request: HttpRequest) -> HttpResponse:
         .order_by("-status", "title")
     )
     online = presence.online_counts([room.pk for room in rooms])
+    minute_ago = timezone.now() - timedelta(minutes=1)
     for room in rooms:
         room.online_count = online.get(room.pk, 0)
+        room.active_just_now = room.last_message_at is not None and room.last_message_at > minute_ago
     return render(request, "choir/room_list.html", {"rooms": rooms})
 
 

@@ -55,6 +55,9 @@ def test_two_pages_in_one_room_see_each_others_messages_in_order(chromium, daphn
     phone = open_tab(chromium, server, "/rooms/lobby/", user=bob, viewport=PHONE)
     phone.wait_state("connected")
     phone.screenshot("room-page-phone.png")
+    b.goto("/")
+    b.page.wait_for_selector(".room-card .online:has-text('online')")
+    b.screenshot("room-list.png")
     no_script_errors(a, b, phone)
 
 
@@ -167,7 +170,8 @@ def test_a_guest_where_guests_may_not_post_cannot_post_and_is_told_why(chromium,
     assert tab.page.locator("#body").count() == 0
     why = tab.page.locator("#cannot-post")
     assert why.is_visible()
-    assert "guests may not post in this room: sign in to sing" in why.inner_text()
+    assert "Guests may not post in this room: sign in to sing" in why.inner_text()
+    tab.screenshot("room-page-guest-refused.png")
     # The server refuses it too, whatever the page shows.
     refusal = tab.page.evaluate(
         """() => new Promise((resolve) => {

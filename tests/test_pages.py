@@ -33,7 +33,7 @@ def test_it_lists_public_rooms_with_topic_online_count_and_latest_activity(lobby
     assert "Lobby" in html
     assert lobby.topic in html
     assert "3 online" in html
-    assert "last message" in html and "by ann" in html
+    assert "last message" in html and "just now" in html and "by ann" in html
     assert "latest words here" in html
     assert "secret" not in html
 
@@ -111,7 +111,7 @@ def test_a_guest_where_guests_may_not_post_is_told_why(make_room, client):
     hall = make_room("hall", guests_may_post=False)
     html = client.get(hall.get_absolute_url()).content.decode()
     assert 'id="composer"' not in html and 'id="guest-name"' not in html
-    assert "guests may not post in this room: sign in to sing" in html
+    assert "Guests may not post in this room: sign in to sing" in html
     assert 'data-can-post="false"' in html
 
 

@@ -142,7 +142,7 @@ class RoomPage {
 
   cannotPost(why) {
     if (this.composer) this.composer.hidden = true;
-    $("why-not").textContent = why;
+    $("why-not").textContent = why.charAt(0).toUpperCase() + why.slice(1);
     $("cannot-post").hidden = false;
   }
 
