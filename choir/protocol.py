@@ -108,7 +108,7 @@ def parse_frame(text: str | None = None, data: bytes | None = None) -> Command:
 
 def _parse_object(obj: dict[str, Any]) -> Command:
     kind = obj.get("type")
-    ref = obj.get("client_id") if isinstance(obj.get("client_id"), str) else None
+    ref = _ref(obj.get("client_id"))
     if kind is None:
         raise Refusal(Code.INVALID, "frame has no 'type'", ref=ref)
     if not isinstance(kind, str):
@@ -156,8 +156,23 @@ def _client_id(value: Any) -> str | None:
     return value
 
 
+def _ref(value: Any) -> str | None:
+    """The client_id to echo in an error's `ref`: only one that could be valid.
+
+    A raw one could hold a lone surrogate (a JSON escape), which cannot be
+    sent back as UTF-8 and would break the socket instead of refusing a frame.
+    """
+    try:
+        return _client_id(value)
+    except Refusal:
+        return None
+
+
+SEQ_MAX = 2**63 - 1  # the database's bigint
+
+
 def _seq(value: Any, ref: str | None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= SEQ_MAX:
         raise Refusal(Code.INVALID, "'seq' must be a positive whole number", ref=ref)
     return value
 

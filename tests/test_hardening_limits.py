@@ -300,3 +300,22 @@ async def test_a_peer_that_stops_answering_pings_is_dropped_and_leaves_presence(
             await ws_frames(watcher, 1, kind="pong")
         finally:
             silent.close()
+
+
+@pytest.mark.e2e
+async def test_an_escaped_lone_surrogate_anywhere_in_a_frame_is_refused_and_the_socket_stays(daphne, lobby):
+    server = daphne()
+    async with websockets.connect(server.ws("lobby")) as ws:
+        await ws_frames(ws, 1, kind="hello")
+        # Valid UTF-8 on the wire; json.loads makes each \ud800 a lone surrogate.
+        for frame in (
+            r'{"type": "nonsense", "client_id": "\ud800"}',
+            r'{"type": "say", "body": "hi", "client_id": "\ud800"}',
+            r'{"type": "say", "body": "\ud800", "client_id": "ok-1"}',
+            r'{"type": "\ud800"}',
+        ):
+            await ws.send(frame)
+            error = (await ws_frames(ws, 1, kind="error"))[0]
+            assert error["code"] in ("invalid", "unknown_type")
+        await ws.send("still here")
+        assert (await ws_frames(ws, 1))[0]["body"] == "still here"
