@@ -234,3 +234,23 @@ def test_a_closed_room_says_so_and_does_not_reconnect(chromium, daphne, make_roo
     tab.page.wait_for_timeout(3000)
     assert len(tab.sockets) == 1
     no_script_errors(tab)
+
+
+def test_more_missed_than_the_replay_limit_is_filled_from_the_history_api(chromium, daphne, lobby, make_user):
+    server = daphne(extra_env={"CHOIR_REPLAY_LIMIT": "3"})
+    post_as(lobby, "ann", "verse 1")
+    tab = open_tab(chromium, server, "/rooms/lobby/", user=make_user("alice"))
+    tab.wait_state("connected")
+    server.stop()
+    tab.wait_state("reconnecting")
+    for n in range(2, 13):
+        post_as(lobby, "bob", f"verse {n}")
+    history_calls: list[str] = []
+    tab.page.on("request", lambda r: history_calls.append(r.url) if "/api/rooms/lobby/messages" in r.url else None)
+    server.start()
+    tab.wait_body("verse 12", timeout=40_000)
+    # The socket replayed 10..12 and said `truncated` 2..9; the page fetched those.
+    assert tab.bodies() == [f"verse {n}" for n in range(1, 13)]
+    assert tab.seqs() == list(range(1, 13))
+    assert any("after=1" in url for url in history_calls), history_calls
+    no_script_errors(tab)
