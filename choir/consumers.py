@@ -16,11 +16,10 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
-from channels.utils import await_many_dispatch
 from django.conf import settings
 
 from choir import logs, metrics, presence, protocol, services
-from choir.access import Access, Singer, access_for, singer_for
+from choir.access import Access, Singer, Standing, access_for, singer_for
 from choir.hub import Feed, get_hub
 from choir.models import Room
 from choir.protocol import Close, Code, Refusal
@@ -50,7 +49,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.base_send = send
         self.wire = scope.get("choir.wire")
         try:
-            await await_many_dispatch([receive], self.dispatch)
+            # One source of events, so no need for await_many_dispatch's task per socket.
+            while True:
+                await self.dispatch(await receive())
         except StopConsumer:
             pass
 
@@ -72,17 +73,27 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.strikes = 0
         self.last_typing = 0.0
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
-        user = self.scope.get("user")
-        self.singer = singer_for(user, self.scope.get("session"), (query.get("name") or [None])[0])
+        requested_name = (query.get("name") or [None])[0]
+        slug = self.scope["url_route"]["kwargs"]["slug"]
+        hub = get_hub()
+        known = hub.room_by_slug(slug)
+        if known is not None and known.is_open and settings.SESSION_COOKIE_NAME not in self.scope.get("cookies", {}):
+            # A cookie-less guest in a room this process already serves: the
+            # rules need nothing from the database.
+            room = known
+            self.singer = singer_for(None, None, requested_name)
+            self.access = access_for(room, self.singer, Standing())
+        else:
+            room, self.singer, self.access = await database_sync_to_async(_enter)(
+                slug, self.scope.get("user"), self.scope.get("session"), requested_name
+            )
         self.user_id = self.singer.user_id
         self.is_staff = self.singer.is_staff
         self.name = self.singer.name
         # One bucket per person (user, or guest session), shared by all their sockets here.
         self.bucket = get_hub().bucket(f"u:{self.user_id}" if self.user_id is not None else f"g:{self.singer.guest_key}")
         self.client_ip = (self.scope.get("client") or ["?"])[0] or "?"
-        slug = self.scope["url_route"]["kwargs"]["slug"]
 
-        room, self.access = await database_sync_to_async(_enter)(slug, self.singer)
         # Accept first so that every refusal is a close code a browser can read.
         await self.accept()
         if room is None:
@@ -91,7 +102,6 @@ class RoomConsumer(AsyncWebsocketConsumer):
             return await self.shut(Close.ROOM_CLOSED, "this room is closed")
         if not self.access.can_view:
             return await self.shut(Close.FORBIDDEN, "you may not enter this room")
-        hub = get_hub()
         over = hub.admit(self)
         if over:
             return await self.shut(Close.FLOODING, over)
@@ -104,7 +114,12 @@ class RoomConsumer(AsyncWebsocketConsumer):
             after_error = Refusal(Code.INVALID, f"ignored ?after=: {exc}")
 
         self.feed = await hub.join(room, self)
-        latest, replay, skipped = await database_sync_to_async(_snapshot)(room, after)
+        if after is None:
+            # Everything stored after this seq reaches the socket through the
+            # hub (broadcast or gap fill), so no database read is needed.
+            latest, replay, skipped = self.feed.last_seq, [], None
+        else:
+            latest, replay, skipped = await database_sync_to_async(_snapshot)(room, after)
         online, online_count = await hub.online(self.feed)
         await self.send(
             text_data=protocol.hello_frame(
@@ -233,11 +248,13 @@ class RoomConsumer(AsyncWebsocketConsumer):
     }
 
 
-def _enter(slug: str, singer: Singer) -> tuple[Room | None, Access]:
+def _enter(slug: str, user: Any, session: Any, requested_name: str | None) -> tuple[Room | None, Singer, Access]:
+    # The session is read here, in a database thread: loading it may query.
+    singer = singer_for(user, session, requested_name)
     room = Room.objects.filter(slug=slug).first()
     if room is None:
-        return None, Access(can_view=False, can_post=False, is_conductor=False, is_member=False, banned=False)
-    return room, access_for(room, singer)
+        return None, singer, Access(can_view=False, can_post=False, is_conductor=False, is_member=False, banned=False)
+    return room, singer, access_for(room, singer)
 
 
 def _snapshot(room: Room, after: int | None) -> tuple[int, list[dict[str, Any]], tuple[int, int] | None]:

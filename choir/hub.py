@@ -54,7 +54,10 @@ class Listener(Protocol):
 class Feed:
     """One room as seen by this process: its local sockets and its seq order."""
 
-    __slots__ = ("room", "listeners", "last_seq", "pending", "known_seq", "gap_task", "names", "joined", "left", "flush_task")
+    __slots__ = (
+        "room", "listeners", "last_seq", "pending", "known_seq", "gap_task",
+        "names", "joined", "left", "flush_task", "online_names", "online_at",
+    )
 
     def __init__(self, room: Room, last_seq: int) -> None:
         self.room = room
@@ -67,6 +70,8 @@ class Feed:
         self.joined: set[str] = set()  # presence changes not yet announced
         self.left: set[str] = set()
         self.flush_task: asyncio.Task | None = None
+        self.online_names: set[str] = set()  # the presence store's view, cached briefly
+        self.online_at = -1e9
 
 
 class Hub:
@@ -78,6 +83,7 @@ class Hub:
         self.layer = get_channel_layer()
         self.channel_name = ""
         self.feeds: dict[int, Feed] = {}
+        self.by_slug: dict[str, Feed] = {}
         self.by_ip: Counter[str] = Counter()
         self.by_user: Counter[int] = Counter()
         self.buckets: dict[str, TokenBucket] = {}  # per person; see bucket()
@@ -144,6 +150,7 @@ class Hub:
                     await self.layer.group_add(events.group_name(room.pk), self.channel_name)
                     last_seq = await database_sync_to_async(_current_seq)(room.pk)
                     feed = self.feeds[room.pk] = Feed(room, last_seq)
+                    self.by_slug[room.slug] = feed
         listener.backlog = []
         feed.listeners[listener.conn_id] = listener
         self.by_ip[listener.client_ip] += 1
@@ -193,15 +200,28 @@ class Hub:
                 return
             if feed.flush_task is None:
                 del self.feeds[room_id]
+                if self.by_slug.get(feed.room.slug) is feed:
+                    del self.by_slug[feed.room.slug]
                 await _quietly(self.layer.group_discard(events.group_name(room_id), self.channel_name))
             # else: the pending presence flush drops the feed when done
 
+    ONLINE_CACHE = 1.0
+
     async def online(self, feed: Feed) -> tuple[list[str], int]:
-        names = await self.presence.names(feed.room.pk)
-        if not names:  # the store is unreachable: fall back to what this process sees
-            names = set(feed.names)
+        """Who is online in the room (at most CHOIR_ONLINE_LIST_MAX names) and how many."""
+        # Read the store at most once a second per room: a crowd arriving
+        # would otherwise read the whole set once per arrival.
+        if time.monotonic() - feed.online_at > self.ONLINE_CACHE:
+            feed.online_names = await self.presence.names(feed.room.pk)
+            feed.online_at = time.monotonic()
+        names = feed.online_names | feed.names.keys()  # this process's own are always current
         ordered = sorted(names, key=str.casefold)
         return ordered[: settings.CHOIR_ONLINE_LIST_MAX], len(ordered)
+
+    def room_by_slug(self, slug: str) -> Room | None:
+        """The room, if this process already serves it (kept fresh by room.changed)."""
+        feed = self.by_slug.get(slug)
+        return feed.room if feed is not None else None
 
     # Delivery --------------------------------------------------------------
 
@@ -319,6 +339,7 @@ class Hub:
                 await _write(listener, outgoing)
 
     async def _on_close(self, feed: Feed, event: events.Event) -> None:
+        feed.room.status = Room.Status.ARCHIVED  # newcomers are refused until a reopen reloads it
         for listener in list(feed.listeners.values()):
             await _quietly(listener.shut(event["code"], event["reason"]))
 
@@ -331,7 +352,10 @@ class Hub:
         room, members = await database_sync_to_async(_room_and_members)(feed.room.pk)
         if room is None:
             return
+        if self.by_slug.get(feed.room.slug) is feed:
+            del self.by_slug[feed.room.slug]
         feed.room = room
+        self.by_slug[room.slug] = feed
         if not room.is_public:
             # Made private: only members (and staff) may stay.
             for listener in list(feed.listeners.values()):
@@ -362,7 +386,8 @@ class Hub:
             joined, left = feed.joined, feed.left
             feed.joined, feed.left = set(), set()
             if joined or left:
-                online = await self.presence.names(feed.room.pk) or set(feed.names)
+                online = await self.presence.names(feed.room.pk) | feed.names.keys()
+                feed.online_names, feed.online_at = online, time.monotonic()
                 # A name still connected through another process has not left.
                 left = {name for name in left if name not in online}
                 if joined or left:

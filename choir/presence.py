@@ -47,7 +47,16 @@ class LocalPresence:
 
 class RedisPresence:
     def __init__(self, urls: list[str], prefix: str) -> None:
-        self.clients = [aioredis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2) for url in urls]
+        # A blocking pool: a burst of arrivals waits for a connection instead
+        # of failing with MaxConnectionsError (redis-py's default pool).
+        self.clients = [
+            aioredis.Redis(
+                connection_pool=aioredis.BlockingConnectionPool.from_url(
+                    url, max_connections=32, timeout=5, socket_timeout=5, socket_connect_timeout=2
+                )
+            )
+            for url in urls
+        ]
         self.prefix = prefix
         self.process = uuid.uuid4().hex[:12]
 

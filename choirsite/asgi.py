@@ -7,12 +7,12 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "choirsite.settings")
 django_http = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
-from choir import lifecycle  # noqa: E402
+from choir import lifecycle  # noqa: E402  (needs Django set up)
+from choir.auth import session_auth_stack  # noqa: E402
 from choir.routing import websocket_urlpatterns  # noqa: E402
 from choir.security import allowed_hosts_or_no_origin  # noqa: E402
 
@@ -21,7 +21,7 @@ application = ProtocolTypeRouter(
         # In production nginx serves /static/; `make run` has no nginx.
         "http": ASGIStaticFilesHandler(django_http) if settings.CHOIR_SERVE_STATIC else django_http,
         "websocket": lifecycle.CloseCodeMiddleware(
-            allowed_hosts_or_no_origin(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+            allowed_hosts_or_no_origin(session_auth_stack(URLRouter(websocket_urlpatterns)))
         ),
     }
 )

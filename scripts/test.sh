@@ -10,7 +10,7 @@ strict=${CHOIR_STRICT:-${CI:-}}
 mkdir -p test-output
 
 echo "== pass 1: SQLite + in-memory channel layer"
-env -u DATABASE_URL -u REDIS_URL $PY -m pytest "$@"
+env -u DATABASE_URL -u REDIS_URL CHOIR_TEST_PASS=embedded $PY -m pytest "$@"
 first=$?
 
 have_services=1
@@ -24,6 +24,7 @@ if [ $have_services = 0 ]; then
   exit $first
 fi
 echo "== pass 2: PostgreSQL + Redis"
-DATABASE_URL=$PG_URL REDIS_URL=$REDIS DATABASE_CONN_MAX_AGE=0 CHOIR_REDIS_PREFIX="choirtest$$" $PY -m pytest "$@"
+DATABASE_URL=$PG_URL REDIS_URL=$REDIS DATABASE_CONN_MAX_AGE=0 CHOIR_REDIS_PREFIX="choirtest$$" CHOIR_TEST_PASS=services \
+  $PY -m pytest "$@"
 second=$?
 [ $first = 0 ] && [ $second = 0 ]

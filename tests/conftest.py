@@ -79,12 +79,12 @@ def make_user(db):
 @pytest.fixture
 def uses_redis():
     """The test needs the Redis channel layer (pass 2 of `make test`)."""
-    support.need(bool(settings.REDIS_URLS), "needs REDIS_URL (runs in the PostgreSQL + Redis pass)")
+    support.need_service(bool(settings.REDIS_URLS), "needs REDIS_URL (runs in the PostgreSQL + Redis pass)")
 
 
 @pytest.fixture
 def uses_postgres():
-    support.need(
+    support.need_service(
         settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql",
         "needs DATABASE_URL for PostgreSQL (runs in the PostgreSQL + Redis pass)",
     )
