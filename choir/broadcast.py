@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 
 from asgiref.sync import async_to_sync
@@ -37,6 +38,12 @@ def send(room_id: int, event: events.Event) -> None:
         return
     try:
         async_to_sync(asend)(room_id, event)
+    except RuntimeError:
+        # Synchronous code running on a thread that also runs an event loop
+        # (a notebook, a browser-driving test) cannot use async_to_sync.
+        worker = threading.Thread(target=asyncio.run, args=(_asend_quietly(room_id, event),))
+        worker.start()
+        worker.join()
     except Exception:  # already logged by asend; sync callers must not fail after commit
         pass
 

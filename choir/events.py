@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 MESSAGE = "room.message"  # a new message: {seq, frame}
-UPDATE = "room.update"  # edited / deleted / presence: {frame}
+UPDATE = "room.update"  # edited / deleted: {frame}
+PRESENCE = "room.presence"  # {frame, joined, left}: hubs keep their online view current
 TYPING = "room.typing"  # {frame, origin}: origin's own socket is skipped
 CLOSE = "room.close"  # {code, reason}: close every socket in the room
 EJECT = "room.eject"  # {user_id, code, reason}: close one user's sockets
@@ -48,3 +49,7 @@ def eject(user_id: int, code: int, reason: str) -> Event:
 
 def room_changed() -> Event:
     return {"type": ROOM_CHANGED}
+
+
+def presence(frame: str, joined: list[str], left: list[str]) -> Event:
+    return {"type": PRESENCE, "frame": frame, "joined": joined, "left": left}

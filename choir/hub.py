@@ -229,6 +229,7 @@ class Hub:
         handlers = {
             events.MESSAGE: self._on_message,
             events.UPDATE: self._on_update,
+            events.PRESENCE: self._on_presence,
             events.TYPING: self._on_typing,
             events.CLOSE: self._on_close,
             events.EJECT: self._on_eject,
@@ -323,6 +324,12 @@ class Hub:
                 await asyncio.sleep(settings.CHOIR_GAP_WAIT)
 
     async def _on_update(self, feed: Feed, event: events.Event) -> None:
+        await self._to_all(feed, event["frame"])
+
+    async def _on_presence(self, feed: Feed, event: events.Event) -> None:
+        # Other processes' arrivals and departures keep this hub's cached
+        # online view current between reads of the presence store.
+        feed.online_names = (feed.online_names | set(event["joined"])) - set(event["left"])
         await self._to_all(feed, event["frame"])
 
     async def _on_typing(self, feed: Feed, event: events.Event) -> None:

@@ -107,7 +107,8 @@ def store_for_this_process() -> LocalPresence | RedisPresence:
 
 
 async def announce(room_id: int, *, joined: list[str], left: list[str], online: int) -> None:
-    await broadcast.asend(room_id, events.update(protocol.presence_frame(joined=joined, left=left, online=online)))
+    frame = protocol.presence_frame(joined=joined, left=left, online=online)
+    await broadcast.asend(room_id, events.presence(frame, joined, left))
 
 
 async def typing(room_id: int, *, author: str, origin: str) -> None:

@@ -53,7 +53,9 @@ async def test_clients_on_different_workers_see_the_same_order_and_presence(daph
         orders.append([(f["seq"], f["body"]) for f in frames])
     assert all(order == orders[0] for order in orders)
     assert [seq for seq, _ in orders[0]] == list(range(1, 21))
-    # A late joiner is told about everyone, wherever they are connected.
+    # A late joiner is told about everyone, wherever they are connected
+    # (presence changes are batched for 0.2 s before they are announced).
+    await asyncio.sleep(0.5)
     late = await websockets.connect(server.ws("lobby", "name=late"))
     online = (await hello(late))["online"]
     assert {f"c{i} (guest)" for i in range(12)} <= set(online)
