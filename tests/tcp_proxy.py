@@ -26,8 +26,8 @@ class TcpProxy:
     # Control ------------------------------------------------------------------
 
     def start(self) -> TcpProxy:
-        self._listen()
         self.mode = "up"
+        self._listen()
         return self
 
     def cut(self) -> None:
@@ -49,14 +49,14 @@ class TcpProxy:
 
     def restore(self) -> None:
         self.cut()
-        self._listen()
         self.mode = "up"
+        self._listen()
 
     def blackhole(self) -> None:
         """Accept connections but never forward a byte: a partition, not a refusal."""
         self.cut()
-        self._listen()
         self.mode = "blackhole"
+        self._listen()
 
     def close(self) -> None:
         self.cut()
@@ -83,6 +83,9 @@ class TcpProxy:
             if self.mode == "blackhole":
                 with self._lock:
                     self._pairs.append((client, None))
+                continue
+            if self.mode != "up":
+                _reset(client)
                 continue
             try:
                 upstream = socket.create_connection(self.target, timeout=5)

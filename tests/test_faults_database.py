@@ -128,6 +128,7 @@ async def test_a_database_that_stops_answering_gives_unavailable_then_recovers(d
         extra_env={"DATABASE_URL": db_proxy.url, "DATABASE_CONNECT_TIMEOUT": "2", "CHOIR_HANDSHAKE_TIMEOUT": "1"}
     )
     sender = await websockets.connect(server.ws("lobby"), additional_headers=await cookie_for(make_user, "ann"))
+    late_cookie = await cookie_for(make_user, "latecomer")  # a signed-in handshake reads its session
     await ws_frames(sender, 1, kind="hello")
     await sender.send(json.dumps({"type": "say", "body": "first", "client_id": "p-1"}))
     assert (await answer(sender, "p-1"))["seq"] == 1
@@ -140,7 +141,7 @@ async def test_a_database_that_stops_answering_gives_unavailable_then_recovers(d
     # ...and a new socket cannot be admitted without the database: its
     # handshake is refused by the handshake timeout instead of hanging.
     with pytest.raises((websockets.InvalidHandshake, websockets.ConnectionClosed, TimeoutError)):
-        late = await websockets.connect(server.ws("lobby"), open_timeout=15)
+        late = await websockets.connect(server.ws("lobby"), additional_headers=late_cookie, open_timeout=15)
         await ws_frames(late, 1, kind="hello", timeout=15)
     # The next attempt needs a new database connection, which never answers:
     # the connect timeout turns that into `unavailable` (the default would wait minutes).
