@@ -76,10 +76,12 @@ class RoomConsumer(AsyncWebsocketConsumer):
         requested_name = (query.get("name") or [None])[0]
         slug = self.scope["url_route"]["kwargs"]["slug"]
         hub = get_hub()
-        known = hub.room_by_slug(slug)
-        if known is not None and known.is_open and settings.SESSION_COOKIE_NAME not in self.scope.get("cookies", {}):
-            # A cookie-less guest in a room this process already serves: the
-            # rules need nothing from the database.
+        known = None
+        if settings.SESSION_COOKIE_NAME not in self.scope.get("cookies", {}):
+            # A cookie-less guest has no standing to look up: with the room
+            # from the hub, the rules need nothing from the database.
+            known = await hub.open_room(slug)
+        if known is not None:
             room = known
             self.singer = singer_for(None, None, requested_name)
             self.access = access_for(room, self.singer, Standing())

@@ -84,6 +84,7 @@ class Hub:
         self.channel_name = ""
         self.feeds: dict[int, Feed] = {}
         self.by_slug: dict[str, Feed] = {}
+        self._room_loads: dict[str, asyncio.Future] = {}
         self.by_ip: Counter[str] = Counter()
         self.by_user: Counter[int] = Counter()
         self.buckets: dict[str, TokenBucket] = {}  # per person; see bucket()
@@ -160,7 +161,6 @@ class Hub:
         metrics.ONLINE.labels(room.slug).inc()
         feed.names[listener.name] += 1
         if feed.names[listener.name] == 1:
-            await self.presence.add(room.pk, listener.name)
             self._presence_changed(feed, joined=listener.name)
         return feed
 
@@ -187,7 +187,6 @@ class Hub:
         feed.names[listener.name] -= 1
         if feed.names[listener.name] <= 0:
             del feed.names[listener.name]
-            await _quietly(self.presence.discard(feed.room.pk, listener.name))
             self._presence_changed(feed, left=listener.name)
         if not feed.listeners:
             await self._drop_feed(feed)
@@ -218,10 +217,22 @@ class Hub:
         ordered = sorted(names, key=str.casefold)
         return ordered[: settings.CHOIR_ONLINE_LIST_MAX], len(ordered)
 
-    def room_by_slug(self, slug: str) -> Room | None:
-        """The room, if this process already serves it (kept fresh by room.changed)."""
+    async def open_room(self, slug: str) -> Room | None:
+        """The room by slug, if it exists and is open, for a cookie-less guest.
+
+        A room this process serves is in memory (kept fresh by room.changed);
+        otherwise one database read serves every handshake that arrives for
+        it at once, as when a crowd floods into a room nobody was in.
+        """
         feed = self.by_slug.get(slug)
-        return feed.room if feed is not None else None
+        if feed is not None and feed.room.is_open:
+            return feed.room
+        pending = self._room_loads.get(slug)
+        if pending is None:
+            pending = self._room_loads[slug] = asyncio.ensure_future(database_sync_to_async(_room_by_slug)(slug))
+            pending.add_done_callback(lambda _: self._room_loads.pop(slug, None))
+        room = await asyncio.shield(pending)
+        return room if room is not None and room.is_open else None
 
     # Delivery --------------------------------------------------------------
 
@@ -393,7 +404,8 @@ class Hub:
             joined, left = feed.joined, feed.left
             feed.joined, feed.left = set(), set()
             if joined or left:
-                online = await self.presence.names(feed.room.pk) | feed.names.keys()
+                # One round trip to the store for the whole batch.
+                online = await self.presence.apply(feed.room.pk, added=joined, removed=left) | feed.names.keys()
                 feed.online_names, feed.online_at = online, time.monotonic()
                 # A name still connected through another process has not left.
                 left = {name for name in left if name not in online}
@@ -409,7 +421,7 @@ class Hub:
     # Healing ---------------------------------------------------------------
 
     async def _resync_loop(self) -> None:
-        last_rejoin = time.monotonic()
+        last_rejoin = last_refresh = time.monotonic()
         while True:
             await asyncio.sleep(self.RESYNC_EVERY)
             self.buckets = {key: bucket for key, bucket in self.buckets.items() if not bucket.full()}
@@ -421,7 +433,10 @@ class Hub:
                     feed = self.feeds.get(room_id)
                     if feed is not None and seq > feed.last_seq:
                         self.expect(feed, seq)
-                await self.presence.refresh({room_id: set(feed.names) for room_id, feed in self.feeds.items()})
+                if time.monotonic() - last_refresh > settings.CHOIR_PRESENCE_TTL / 3:
+                    # Keep this process's names from lapsing; a dead process's lapse.
+                    last_refresh = time.monotonic()
+                    await self.presence.refresh({room_id: set(feed.names) for room_id, feed in self.feeds.items()})
                 if time.monotonic() - last_rejoin > self.REJOIN_EVERY:
                     last_rejoin = time.monotonic()
                     for room_id in list(self.feeds):
@@ -430,6 +445,10 @@ class Hub:
                 raise
             except Exception:
                 log.warning("hub resync failed; will retry", exc_info=True)
+
+
+def _room_by_slug(slug: str) -> Room | None:
+    return Room.objects.filter(slug=slug).first()
 
 
 def _room_and_members(room_id: int) -> tuple[Room | None, set[int]]:

@@ -25,15 +25,14 @@ class LocalPresence:
     def __init__(self) -> None:
         self.rooms: dict[int, set[str]] = {}
 
-    async def add(self, room_id: int, name: str) -> None:
-        self.rooms.setdefault(room_id, set()).add(name)
-
-    async def discard(self, room_id: int, name: str) -> None:
-        names = self.rooms.get(room_id)
-        if names is not None:
-            names.discard(name)
-            if not names:
-                del self.rooms[room_id]
+    async def apply(self, room_id: int, *, added: set[str], removed: set[str]) -> set[str]:
+        """Record arrivals and departures; return who is online now."""
+        names = (self.rooms.get(room_id, set()) | added) - removed
+        if names:
+            self.rooms[room_id] = names
+        else:
+            self.rooms.pop(room_id, None)
+        return set(names)
 
     async def names(self, room_id: int) -> set[str]:
         return set(self.rooms.get(room_id, ()))
@@ -66,14 +65,22 @@ class RedisPresence:
     def _key(self, room_id: int) -> str:
         return f"{self.prefix}:presence:{room_id}"
 
-    async def add(self, room_id: int, name: str) -> None:
+    async def apply(self, room_id: int, *, added: set[str], removed: set[str]) -> set[str]:
+        """Record arrivals and departures and read who is online, in one round trip."""
+        key = self._key(room_id)
+        now = time.time()
         try:
-            await self._client(room_id).zadd(self._key(room_id), {f"{self.process}|{name}": time.time() + settings.CHOIR_PRESENCE_TTL})
+            async with self._client(room_id).pipeline(transaction=False) as pipe:
+                if added:
+                    pipe.zadd(key, {f"{self.process}|{name}": now + settings.CHOIR_PRESENCE_TTL for name in added})
+                if removed:
+                    pipe.zrem(key, *(f"{self.process}|{name}" for name in removed))
+                pipe.zrangebyscore(key, now, "+inf")
+                members = (await pipe.execute())[-1]
         except Exception:
-            log.warning("presence add failed room=%s", room_id, exc_info=True)
-
-    async def discard(self, room_id: int, name: str) -> None:
-        await self._client(room_id).zrem(self._key(room_id), f"{self.process}|{name}")
+            log.warning("presence update failed room=%s", room_id, exc_info=True)
+            return set()
+        return {member.decode().split("|", 1)[1] for member in members}
 
     async def names(self, room_id: int) -> set[str]:
         try:

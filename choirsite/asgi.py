@@ -28,3 +28,4 @@ application = ProtocolTypeRouter(
 
 lifecycle.install_shutdown_hook()
 lifecycle.close_oversized_frames_with_1009()
+lifecycle.skip_autobahn_config_dump()
