@@ -212,9 +212,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def on_say(self, command: protocol.Say) -> None:
         assert self.feed is not None
-        posted = await database_sync_to_async(services.message_post)(
-            room=self.feed.room, singer=self.singer, body=command.body, client_id=command.client_id
-        )
+        posted = await get_hub().writer.post(self.feed.room, services.Draft(self.singer, command.body, command.client_id))
         if posted.created:
             get_hub().expect(self.feed, posted.message.seq)
         else:

@@ -31,6 +31,7 @@ from choir.models import Room
 from choir.ratelimit import TokenBucket
 from choir.selectors import message_range
 from choir.wire import Outgoing
+from choir.writer import Writer
 
 log = logging.getLogger("choir.hub")
 
@@ -89,6 +90,7 @@ class Hub:
         self.by_user: Counter[int] = Counter()
         self.buckets: dict[str, TokenBucket] = {}  # per person; see bucket()
         self.presence = presence.store_for_this_process()
+        self.writer = Writer()
         self._locks: dict[int, asyncio.Lock] = {}
         self._tasks: list[asyncio.Task] = []
         self._started = False

@@ -14,10 +14,11 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import DatabaseError, IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from choir import broadcast, events, metrics, protocol
-from choir.access import Singer, Standing, access_for, standing_in
+from choir.access import Access, Singer, Standing, access_for, standing_in
 from choir.models import Membership, Message, ModerationAction, Room, Sanction
 from choir.protocol import Close, Code, Refusal
 from choir.selectors import message_frame
@@ -38,11 +39,13 @@ def _unavailable(ref: str | None) -> Refusal:
     return Refusal(Code.UNAVAILABLE, "storage failed: nothing was stored, retry with the same client_id", ref=ref)
 
 
-def _find_retry(room: Room, singer: Singer, client_id: str) -> Message | None:
-    rows = Message.objects.filter(room=room, client_id=client_id)
-    if singer.user is not None:
-        return rows.filter(author=singer.user).first()
-    return rows.filter(author__isnull=True, guest_key=singer.guest_key).first()
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """One message someone asked to post."""
+
+    singer: Singer
+    body: str
+    client_id: str | None = None
 
 
 def message_post(
@@ -60,50 +63,155 @@ def message_post(
     a mute) applies at once. Announcements come from staff or code outside
     the socket and skip the posting rules, but still need an open room.
     """
-    body = protocol.clean_body(body, ref=client_id)
-    try:
-        if client_id is not None:
-            original = _find_retry(room, singer, client_id)
-            if original is not None:
-                return Posted(original, protocol.encode(message_frame(original, room.slug)), created=False)
-        standing = None if announcement else standing_in(room, singer)
+    outcome = messages_post(room=room, drafts=[Draft(singer, body, client_id)], announcement=announcement)[0]
+    if isinstance(outcome, Refusal):
+        raise outcome
+    return outcome
+
+
+def messages_post(*, room: Room, drafts: list[Draft], announcement: bool = False) -> list[Posted | Refusal]:
+    """Post several messages to one room in one transaction (see message_post).
+
+    Each draft gets its own outcome, in order: the message stored (or, for a
+    retried client_id, the original), or the Refusal that stopped it. Stored
+    drafts take consecutive seqs in the order given. The socket writer
+    (choir/writer.py) gathers whatever arrives while a batch is being stored,
+    so a busy room costs one transaction per batch rather than per message.
+    """
+    outcomes: list[Posted | Refusal | None] = [None] * len(drafts)
+    for index, draft in enumerate(drafts):
         try:
-            with transaction.atomic():
-                now = timezone.now()
-                fresh = Room.objects.allocate_seqs(room.pk, 1, now=now)
-                seq = fresh.pop("last_seq")
-                if standing is not None:
-                    _check_may_post(room, fresh, singer, standing, client_id)
-                message = Message.objects.create(
-                    room=room,
-                    seq=seq,
-                    author=singer.user,
-                    guest_key=singer.guest_key if singer.user is None else "",
-                    author_name=singer.name if not announcement or singer.user else SYSTEM_NAME,
-                    body=body,
-                    client_id=client_id,
-                    sent_at=now,
-                )
-                frame = protocol.encode(message_frame(message, room.slug))
-                broadcast.on_commit(room.pk, events.message(seq, frame))
-        except IntegrityError:
-            # The same client_id raced in from another socket: the whole
-            # transaction (seq included) rolled back, so answer with the winner.
-            if client_id is not None:
-                original = _find_retry(room, singer, client_id)
-                if original is not None:
-                    return Posted(original, protocol.encode(message_frame(original, room.slug)), created=False)
-            raise
+            protocol.clean_body(draft.body, ref=draft.client_id)
+        except Refusal as refusal:
+            outcomes[index] = refusal
+    try:
+        _answer_retries(room, drafts, outcomes)
+        todo = [index for index, outcome in enumerate(outcomes) if outcome is None]
+        if todo:
+            try:
+                _store(room, drafts, outcomes, todo, announcement)
+            except IntegrityError:
+                if len(todo) == 1:
+                    # The same client_id raced in from another socket: the whole
+                    # transaction (seq included) rolled back; answer with the winner.
+                    _answer_retries(room, drafts, outcomes)
+                    if outcomes[todo[0]] is None:
+                        raise
+                else:
+                    # Rare: settle each draft on its own so one race cannot sink the rest.
+                    for index in todo:
+                        try:
+                            outcomes[index] = message_post(
+                                room=room, singer=drafts[index].singer, body=drafts[index].body,
+                                client_id=drafts[index].client_id, announcement=announcement,
+                            )
+                        except Refusal as refusal:
+                            outcomes[index] = refusal
     except Room.DoesNotExist:
-        raise Refusal(Code.FORBIDDEN, "this room is closed", ref=client_id) from None
+        return [o if o is not None else Refusal(Code.FORBIDDEN, "this room is closed", ref=d.client_id)
+                for o, d in zip(outcomes, drafts)]
     except DatabaseError:
-        log.warning("message_post storage failure room=%s", room.pk, exc_info=True)
-        raise _unavailable(client_id) from None
-    metrics.MESSAGES_STORED.inc()
-    return Posted(message, frame, created=True)
+        log.warning("messages_post storage failure room=%s", room.pk, exc_info=True)
+        return [o if isinstance(o, Refusal) or (o is not None and not o.created) else _unavailable(d.client_id)
+                for o, d in zip(outcomes, drafts)]
+    return outcomes  # type: ignore[return-value]
 
 
-def _check_may_post(room: Room, fresh: dict[str, Any], singer: Singer, standing: Standing, client_id: str | None) -> None:
+def _answer_retries(room: Room, drafts: list[Draft], outcomes: list[Posted | Refusal | None]) -> None:
+    """Find drafts whose client_id is already stored for their author (one query)."""
+    wanted = {d.client_id for d, o in zip(drafts, outcomes) if o is None and d.client_id is not None}
+    if not wanted:
+        return
+    found = {}
+    for message in Message.objects.filter(room=room, client_id__in=wanted).order_by():
+        found[(message.author_id, "" if message.author_id else message.guest_key, message.client_id)] = message
+    for index, draft in enumerate(drafts):
+        if outcomes[index] is not None or draft.client_id is None:
+            continue
+        key = (draft.singer.user_id, "" if draft.singer.user_id else draft.singer.guest_key, draft.client_id)
+        original = found.get(key)
+        if original is not None:
+            outcomes[index] = Posted(original, protocol.encode(message_frame(original, room.slug)), created=False)
+
+
+def _store(
+    room: Room, drafts: list[Draft], outcomes: list[Posted | Refusal | None], todo: list[int], announcement: bool
+) -> None:
+    standings: dict[Any, Standing] = {}
+    if not announcement:
+        for index in todo:
+            singer = drafts[index].singer
+            key = singer.user_id if singer.user_id is not None else singer.guest_key
+            if key not in standings:
+                standings[key] = standing_in(room, singer)
+    with transaction.atomic():
+        now = timezone.now()
+        fresh = Room.objects.allocate_seqs(room.pk, len(todo), now=now)
+        first = fresh.pop("last_seq") - len(todo) + 1
+        accepted = []
+        slowed: set[Any] = set()
+        seen_client_ids: set[tuple[Any, str]] = set()
+        for index in todo:
+            draft = drafts[index]
+            singer = draft.singer
+            key = singer.user_id if singer.user_id is not None else singer.guest_key
+            if draft.client_id is not None:
+                if (key, draft.client_id) in seen_client_ids:
+                    continue  # the same retry twice in one batch: answered below
+                seen_client_ids.add((key, draft.client_id))
+            if not announcement:
+                try:
+                    if fresh["slow_mode_seconds"] and key in slowed:
+                        raise Refusal(
+                            Code.RATE_LIMITED, f"slow mode: one message per {fresh['slow_mode_seconds']} s",
+                            ref=draft.client_id, retry_after=float(fresh["slow_mode_seconds"]),
+                        )
+                    access = _check_may_post(room, fresh, singer, standings[key], draft.client_id)
+                except Refusal as refusal:
+                    outcomes[index] = refusal
+                    continue
+                if singer.user is not None and not access.is_conductor:
+                    slowed.add(key)  # a second post in this batch would dodge slow mode's query
+            accepted.append(index)
+        refused = len(todo) - len(accepted)
+        if refused:
+            # Give back the seqs of refused drafts: still under the lock, so no gap.
+            Room.objects.filter(pk=room.pk).update(last_seq=F("last_seq") - refused)
+        messages = [
+            Message(
+                room=room,
+                seq=first + offset,
+                author=drafts[index].singer.user,
+                guest_key=drafts[index].singer.guest_key if drafts[index].singer.user is None else "",
+                author_name=drafts[index].singer.name if not announcement or drafts[index].singer.user else SYSTEM_NAME,
+                body=drafts[index].body,
+                client_id=drafts[index].client_id,
+                sent_at=now,
+            )
+            for offset, index in enumerate(accepted)
+        ]
+        Message.objects.bulk_create(messages)
+        for index, message in zip(accepted, messages):
+            frame = protocol.encode(message_frame(message, room.slug))
+            outcomes[index] = Posted(message, frame, created=True)
+            broadcast.on_commit(room.pk, events.message(message.seq, frame))
+    metrics.MESSAGES_STORED.inc(len(accepted))
+    # Duplicates within the batch get the message their twin stored.
+    for index in todo:
+        if outcomes[index] is None:
+            draft = drafts[index]
+            twin = next(
+                o for j, o in enumerate(outcomes)
+                if isinstance(o, Posted) and drafts[j].client_id == draft.client_id
+                and drafts[j].singer.user_id == draft.singer.user_id
+                and drafts[j].singer.guest_key == draft.singer.guest_key
+            )
+            outcomes[index] = Posted(twin.message, twin.frame, created=False)
+
+
+def _check_may_post(
+    room: Room, fresh: dict[str, Any], singer: Singer, standing: Standing, client_id: str | None
+) -> Access:
     """Raise Refusal unless the singer may post now; `fresh` is the locked room row."""
     current_room = Room(pk=room.pk, slug=room.slug, status=Room.Status.OPEN, **fresh)
     current = access_for(current_room, singer, standing)
@@ -123,6 +231,7 @@ def _check_may_post(room: Room, fresh: dict[str, Any], singer: Singer, standing:
             raise Refusal(
                 Code.RATE_LIMITED, f"slow mode: one message per {slow} s", ref=client_id, retry_after=max(wait, 0.1)
             )
+    return current
 
 
 def _find_message(room: Room, seq: int) -> Message:
