@@ -83,12 +83,6 @@ class Room(models.Model):
         return reverse("room-detail", args=[self.slug])
 
     @property
-    def group_name(self) -> str:
-        # Built from the primary key, never from user input, so it is always a
-        # valid channel-layer group name.
-        return f"room.{self.pk}"
-
-    @property
     def is_open(self) -> bool:
         return self.status == self.Status.OPEN
 

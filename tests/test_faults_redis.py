@@ -17,6 +17,7 @@ import time
 import pytest
 from channels.db import database_sync_to_async
 
+from choir import events
 from tests.chorus import Chorister, PrivateRedis, assert_nothing_lost_or_doubled, converge, report, room_total, wait_for
 from tests.support import session_cookie
 
@@ -68,7 +69,7 @@ async def test_a_redis_restart_loses_and_doubles_nothing_across_two_servers(daph
     private_redis.start()
 
     final = await converge(choir, total, timeout=60)
-    group = f"{prefix}__group__room.{lobby.pk}"
+    group = f"{prefix}__group__{events.group_name(lobby.pk)}"
 
     async def both_servers_subscribed() -> bool:
         answer = await asyncio.to_thread(private_redis.command, "PUBSUB", "NUMSUB", group)
