@@ -29,6 +29,19 @@ def post(client: Client, url: str, data: dict):
     return database_sync_to_async(client.post)(url, data)
 
 
+def room_form(**changes) -> dict:
+    """The lobby's admin change form as a browser would post it, with changes."""
+    form = {
+        "slug": "lobby", "title": "Lobby", "topic": "", "is_public": "on", "guests_may_post": "on",
+        "mode": "open", "status": "open", "slow_mode_seconds": "0", "created_at_0": "2026-01-01",
+        "created_at_1": "00:00:00",
+        "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0",
+        "memberships-MIN_NUM_FORMS": "0", "memberships-MAX_NUM_FORMS": "1000",
+    }
+    form.update(changes)
+    return {key: value for key, value in form.items() if value is not None}
+
+
 async def posted_message(room: Room, body: str) -> int:
     singer = Singer(user=None, name="someone", guest_key="k")
     posted = await database_sync_to_async(services.message_post)(room=room, singer=singer, body=body)
@@ -50,13 +63,7 @@ async def test_archiving_a_room_in_admin_closes_its_sockets_with_4410(lobby, sta
 async def test_archiving_through_the_change_form_closes_sockets_and_reopening_lets_people_back(lobby, staff_client):
     sock = await connect("lobby")
     url = reverse("admin:choir_room_change", args=[lobby.pk])
-    form = {
-        "slug": "lobby", "title": "Lobby", "topic": "", "is_public": "on", "guests_may_post": "on",
-        "mode": "open", "status": "archived", "slow_mode_seconds": "0", "created_at_0": "2026-01-01",
-        "created_at_1": "00:00:00",
-        "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0",
-        "memberships-MIN_NUM_FORMS": "0", "memberships-MAX_NUM_FORMS": "1000",
-    }
+    form = room_form(status="archived")
     response = await post(staff_client, url, form)
     assert response.status_code == 302, response.content[:2000]
     assert await sock.closed() == 4410
@@ -73,13 +80,7 @@ async def test_archiving_through_the_change_form_closes_sockets_and_reopening_le
 async def test_switching_a_room_to_stage_mode_in_admin_applies_to_open_sockets(lobby, staff_client):
     sock = await connect("lobby")
     url = reverse("admin:choir_room_change", args=[lobby.pk])
-    form = {
-        "slug": "lobby", "title": "Lobby", "topic": "", "is_public": "on", "guests_may_post": "on",
-        "mode": "stage", "status": "open", "slow_mode_seconds": "0", "created_at_0": "2026-01-01",
-        "created_at_1": "00:00:00",
-        "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0",
-        "memberships-MIN_NUM_FORMS": "0", "memberships-MAX_NUM_FORMS": "1000",
-    }
+    form = room_form(mode="stage")
     assert (await post(staff_client, url, form)).status_code == 302
     await sock.say("can I still sing?", client_id="s1")
     error = await sock.expect("error")
@@ -180,13 +181,7 @@ async def test_making_a_room_private_drops_non_members(lobby, staff_client, make
     guest = await connect("lobby")
     inside = await connect("lobby", user=member)
     url = reverse("admin:choir_room_change", args=[lobby.pk])
-    form = {
-        "slug": "lobby", "title": "Lobby", "topic": "", "guests_may_post": "on",
-        "mode": "open", "status": "open", "slow_mode_seconds": "0", "created_at_0": "2026-01-01",
-        "created_at_1": "00:00:00",
-        "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "1",
-        "memberships-MIN_NUM_FORMS": "0", "memberships-MAX_NUM_FORMS": "1000",
-    }
+    form = room_form(is_public=None, **{"memberships-INITIAL_FORMS": "1"})
     response = await post(staff_client, url, form)
     assert response.status_code == 302, response.content[:3000]
     assert await guest.closed() == 4403
