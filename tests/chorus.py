@@ -299,6 +299,25 @@ async def wait_for(condition, timeout: float, what: str) -> None:
         await asyncio.sleep(0.1)
 
 
+async def start_singing(choir: list[Chorister], before_fault: int):
+    """Start every client; return once all are synced and `before_fault` messages are stored.
+
+    Returns the room-total probe the fault tests poll afterwards."""
+    for c in choir:
+        c.start()
+    total = room_total()
+
+    async def everyone_connected() -> bool:
+        return all(c.synced.is_set() for c in choir)
+
+    async def some_sung() -> bool:
+        return await total() >= before_fault
+
+    await wait_for(everyone_connected, 15, "every client connected")
+    await wait_for(some_sung, 30, f"{before_fault} messages before the fault")
+    return total
+
+
 def room_total(slug: str = "lobby"):
     async def total() -> int:
         return await database_sync_to_async(lambda: Room.objects.get(slug=slug).last_seq)()

@@ -14,7 +14,16 @@ import pytest
 import websockets
 from channels.db import database_sync_to_async
 
-from tests.chorus import Chorister, assert_nothing_lost_or_doubled, converge, report, room_total, stored_rows, wait_for
+from tests.chorus import (
+    Chorister,
+    assert_nothing_lost_or_doubled,
+    converge,
+    report,
+    room_total,
+    start_singing,
+    stored_rows,
+    wait_for,
+)
 from tests.support import session_cookie, ws_frames
 from tests.tcp_proxy import TcpProxy
 
@@ -94,18 +103,7 @@ async def test_a_database_outage_under_load_loses_and_doubles_nothing(daphne, lo
                 pace=0.05,
             )
         )
-    for c in choir:
-        c.start()
-    total = room_total()
-
-    async def everyone_connected() -> bool:
-        return all(c.synced.is_set() for c in choir)
-
-    async def some_sung() -> bool:
-        return await total() >= 15
-
-    await wait_for(everyone_connected, 15, "every client connected")
-    await wait_for(some_sung, 30, "15 messages before the outage")
+    total = await start_singing(choir, 15)
     db_proxy.cut()
     down_at = await total()
     await asyncio.sleep(2.5)

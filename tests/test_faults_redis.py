@@ -18,7 +18,15 @@ import pytest
 from channels.db import database_sync_to_async
 
 from choir import events
-from tests.chorus import Chorister, PrivateRedis, assert_nothing_lost_or_doubled, converge, report, room_total, wait_for
+from tests.chorus import (
+    Chorister,
+    PrivateRedis,
+    assert_nothing_lost_or_doubled,
+    converge,
+    report,
+    start_singing,
+    wait_for,
+)
 from tests.support import session_cookie
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
@@ -50,18 +58,7 @@ async def test_a_redis_restart_loses_and_doubles_nothing_across_two_servers(daph
                 pace=0.08,
             )
         )
-    for c in choir:
-        c.start()
-    total = room_total()
-
-    async def everyone_connected() -> bool:
-        return all(c.synced.is_set() for c in choir)
-
-    async def some_sung() -> bool:
-        return await total() >= 20
-
-    await wait_for(everyone_connected, 15, "every client connected")
-    await wait_for(some_sung, 30, "20 messages before the fault")
+    total = await start_singing(choir, 20)
     private_redis.stop()
     stopped_at = await total()
     await asyncio.sleep(3)
