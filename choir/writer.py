@@ -10,15 +10,11 @@ message at once, and a busy one pays one transaction per batch.
 from __future__ import annotations
 
 import asyncio
-import logging
-
 from channels.db import database_sync_to_async
 
 from choir import services
 from choir.models import Room
-from choir.protocol import Code, Refusal
-
-log = logging.getLogger("choir.writer")
+from choir.protocol import Refusal
 
 MAX_BATCH = 200
 
@@ -50,13 +46,12 @@ class Writer:
                     outcomes = await database_sync_to_async(services.messages_post)(
                         room=room, drafts=[draft for _, draft, _ in batch]
                     )
-                except Exception:
-                    log.exception("storing a batch of %d failed room=%s", len(batch), room_id)
-                    outcomes = [
-                        Refusal(Code.UNAVAILABLE, "storage failed: nothing was stored, retry with the same client_id",
-                                ref=draft.client_id)
-                        for _, draft, _ in batch
-                    ]
+                except Exception as exc:
+                    # Each socket reports (and logs) the fault as its own.
+                    for _, _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
                 for (_, _, future), outcome in zip(batch, outcomes):
                     if not future.done():  # its socket may have gone
                         future.set_result(outcome)

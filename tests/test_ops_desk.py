@@ -45,6 +45,8 @@ async def test_staff_see_who_is_online_messages_per_minute_and_the_last_refusals
     alice = await database_sync_to_async(make_user)("alice")
 
     alto = await connect("lobby", user=alice)
+    # Arrivals reach the presence store in batches; its announcement marks the write.
+    assert "alice" in (await alto.expect("presence", skip=()))["joined"]
     for n in range(3):
         await alto.say(f"note {n}", client_id=f"d-{n}")
         await alto.expect("message")
