@@ -12,7 +12,7 @@ from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from choir import lifecycle  # noqa: E402  (needs Django set up)
-from choir.auth import session_auth_stack  # noqa: E402
+from choir.auth import GuestFastPath  # noqa: E402
 from choir.routing import websocket_urlpatterns  # noqa: E402
 from choir.security import allowed_hosts_or_no_origin  # noqa: E402
 
@@ -21,7 +21,7 @@ application = ProtocolTypeRouter(
         # In production nginx serves /static/; `make run` has no nginx.
         "http": ASGIStaticFilesHandler(django_http) if settings.CHOIR_SERVE_STATIC else django_http,
         "websocket": lifecycle.CloseCodeMiddleware(
-            allowed_hosts_or_no_origin(session_auth_stack(URLRouter(websocket_urlpatterns)))
+            allowed_hosts_or_no_origin(GuestFastPath(URLRouter(websocket_urlpatterns)))
         ),
     }
 )
