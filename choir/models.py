@@ -118,7 +118,11 @@ class Message(models.Model):
                 name="message_client_id_unique_per_guest",
             ),
         ]
-        indexes = [models.Index(fields=["sent_at"], name="message_sent_at")]
+        indexes = [
+            models.Index(fields=["sent_at"], name="message_sent_at"),
+            # Retries are looked up by (room, client_id) before a batch is stored.
+            models.Index(fields=["room", "client_id"], condition=Q(client_id__isnull=False), name="message_client_id"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.room.slug}#{self.seq} {self.author_name}"

@@ -43,7 +43,9 @@ class Writer:
                 batch, self.pending[room_id] = queue[:MAX_BATCH], queue[MAX_BATCH:]
                 room = batch[-1][0]  # the newest copy the hub handed out
                 try:
-                    outcomes = await database_sync_to_async(services.messages_post)(
+                    # Off the shared database thread: rooms store in parallel on
+                    # the thread pool, each room still one batch at a time.
+                    outcomes = await database_sync_to_async(services.messages_post, thread_sensitive=False)(
                         room=room, drafts=[draft for _, draft, _ in batch]
                     )
                 except Exception as exc:
