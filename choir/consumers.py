@@ -213,10 +213,11 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def on_say(self, command: protocol.Say) -> None:
         assert self.feed is not None
         posted = await get_hub().writer.post(self.feed.room, services.Draft(self.singer, command.body, command.client_id))
-        if posted.created:
-            get_hub().expect(self.feed, posted.message.seq)
-        else:
+        if not posted.created:
             await self.send(text_data=posted.frame)
+        # A new message's acknowledgement is its broadcast, delivered in seq
+        # order by the hub; if that broadcast is lost, the hub's resync with
+        # the database delivers it within a few seconds.
 
     async def on_typing(self, command: protocol.Typing) -> None:
         now = time.monotonic()

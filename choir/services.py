@@ -70,143 +70,168 @@ def message_post(
 
 
 def messages_post(*, room: Room, drafts: list[Draft], announcement: bool = False) -> list[Posted | Refusal]:
-    """Post several messages to one room in one transaction (see message_post).
+    """Post several messages to one room in one transaction (see messages_post_many)."""
+    return messages_post_many(items=[(room, draft) for draft in drafts], announcement=announcement)
 
-    Each draft gets its own outcome, in order: the message stored (or, for a
-    retried client_id, the original), or the Refusal that stopped it. Stored
-    drafts take consecutive seqs in the order given. The socket writer
+
+Outcome = Posted | Refusal
+
+
+def messages_post_many(*, items: list[tuple[Room, Draft]], announcement: bool = False) -> list[Outcome]:
+    """Post messages to one or more rooms in one transaction (see message_post).
+
+    Each item gets its own outcome, in order: the message stored (or, for a
+    retried client_id, the original), or the Refusal that stopped it. A room's
+    stored drafts take consecutive seqs in the order given. The socket writer
     (choir/writer.py) gathers whatever arrives while a batch is being stored,
-    so a busy room costs one transaction per batch rather than per message.
+    so a busy process costs one transaction per batch rather than per message.
     """
-    outcomes: list[Posted | Refusal | None] = [None] * len(drafts)
-    for index, draft in enumerate(drafts):
+    outcomes: list[Outcome | None] = [None] * len(items)
+    for index, (_, draft) in enumerate(items):
         try:
             protocol.clean_body(draft.body, ref=draft.client_id)
         except Refusal as refusal:
             outcomes[index] = refusal
     try:
-        _answer_retries(room, drafts, outcomes)
+        _answer_retries(items, outcomes)
         todo = [index for index, outcome in enumerate(outcomes) if outcome is None]
         if todo:
             try:
-                _store(room, drafts, outcomes, todo, announcement)
+                _store(items, outcomes, todo, announcement)
             except IntegrityError:
+                # The same client_id raced in from another socket, and the whole
+                # transaction (seqs included) rolled back: settle each draft on
+                # its own, so a retry gets the winner and one race sinks no other.
                 if len(todo) == 1:
-                    # The same client_id raced in from another socket: the whole
-                    # transaction (seq included) rolled back; answer with the winner.
-                    _answer_retries(room, drafts, outcomes)
+                    _answer_retries(items, outcomes)
                     if outcomes[todo[0]] is None:
                         raise
                 else:
-                    # Rare: settle each draft on its own so one race cannot sink the rest.
                     for index in todo:
-                        try:
-                            outcomes[index] = message_post(
-                                room=room, singer=drafts[index].singer, body=drafts[index].body,
-                                client_id=drafts[index].client_id, announcement=announcement,
-                            )
-                        except Refusal as refusal:
-                            outcomes[index] = refusal
-    except Room.DoesNotExist:
-        return [o if o is not None else Refusal(Code.FORBIDDEN, "this room is closed", ref=d.client_id)
-                for o, d in zip(outcomes, drafts)]
+                        outcomes[index] = messages_post_many(items=[items[index]], announcement=announcement)[0]
     except DatabaseError:
-        log.warning("messages_post storage failure room=%s", room.pk, exc_info=True)
-        return [o if isinstance(o, Refusal) or (o is not None and not o.created) else _unavailable(d.client_id)
-                for o, d in zip(outcomes, drafts)]
+        log.warning("messages_post storage failure", exc_info=True)
+        return [
+            o if isinstance(o, Refusal) or (o is not None and not o.created) else _unavailable(d.client_id)
+            for o, (_, d) in zip(outcomes, items)
+        ]
     return outcomes  # type: ignore[return-value]
 
 
-def _answer_retries(room: Room, drafts: list[Draft], outcomes: list[Posted | Refusal | None]) -> None:
+def _person(singer: Singer) -> Any:
+    return singer.user_id if singer.user_id is not None else singer.guest_key
+
+
+def _answer_retries(items: list[tuple[Room, Draft]], outcomes: list[Outcome | None]) -> None:
     """Find drafts whose client_id is already stored for their author (one query)."""
-    wanted = {d.client_id for d, o in zip(drafts, outcomes) if o is None and d.client_id is not None}
+    wanted = [(room, d) for (room, d), o in zip(items, outcomes) if o is None and d.client_id is not None]
     if not wanted:
         return
-    found = {}
-    for message in Message.objects.filter(room=room, client_id__in=wanted).order_by():
-        found[(message.author_id, "" if message.author_id else message.guest_key, message.client_id)] = message
-    for index, draft in enumerate(drafts):
-        if outcomes[index] is not None or draft.client_id is None:
-            continue
-        key = (draft.singer.user_id, "" if draft.singer.user_id else draft.singer.guest_key, draft.client_id)
-        original = found.get(key)
-        if original is not None:
-            outcomes[index] = Posted(original, protocol.encode(message_frame(original, room.slug)), created=False)
+    rows = Message.objects.filter(
+        room_id__in={room.pk for room, _ in wanted}, client_id__in={d.client_id for _, d in wanted}
+    ).order_by()
+    found = {(m.room_id, m.author_id or m.guest_key, m.client_id): m for m in rows}
+    for index, (room, draft) in enumerate(items):
+        if outcomes[index] is None and draft.client_id is not None:
+            original = found.get((room.pk, _person(draft.singer), draft.client_id))
+            if original is not None:
+                outcomes[index] = Posted(original, protocol.encode(message_frame(original, room.slug)), created=False)
 
 
-def _store(
-    room: Room, drafts: list[Draft], outcomes: list[Posted | Refusal | None], todo: list[int], announcement: bool
-) -> None:
-    standings: dict[Any, Standing] = {}
+def _store(items: list[tuple[Room, Draft]], outcomes: list[Outcome | None], todo: list[int], announcement: bool) -> None:
+    by_room: dict[int, list[int]] = {}
+    for index in todo:
+        by_room.setdefault(items[index][0].pk, []).append(index)
+    standings: dict[tuple[int, Any], Standing] = {}
     if not announcement:
         for index in todo:
-            singer = drafts[index].singer
-            key = singer.user_id if singer.user_id is not None else singer.guest_key
-            if key not in standings:
-                standings[key] = standing_in(room, singer)
+            room, draft = items[index]
+            if (room.pk, _person(draft.singer)) not in standings:
+                standings[room.pk, _person(draft.singer)] = standing_in(room, draft.singer)
+    stored: list[tuple[int, Message]] = []
     with transaction.atomic():
         now = timezone.now()
-        fresh = Room.objects.allocate_seqs(room.pk, len(todo), now=now)
-        first = fresh.pop("last_seq") - len(todo) + 1
-        accepted = []
-        slowed: set[Any] = set()
-        seen_client_ids: set[tuple[Any, str]] = set()
-        for index in todo:
-            draft = drafts[index]
-            singer = draft.singer
-            key = singer.user_id if singer.user_id is not None else singer.guest_key
-            if draft.client_id is not None:
-                if (key, draft.client_id) in seen_client_ids:
-                    continue  # the same retry twice in one batch: answered below
-                seen_client_ids.add((key, draft.client_id))
-            if not announcement:
-                try:
-                    if fresh["slow_mode_seconds"] and key in slowed:
-                        raise Refusal(
-                            Code.RATE_LIMITED, f"slow mode: one message per {fresh['slow_mode_seconds']} s",
-                            ref=draft.client_id, retry_after=float(fresh["slow_mode_seconds"]),
-                        )
-                    access = _check_may_post(room, fresh, singer, standings[key], draft.client_id)
-                except Refusal as refusal:
-                    outcomes[index] = refusal
-                    continue
-                if singer.user is not None and not access.is_conductor:
-                    slowed.add(key)  # a second post in this batch would dodge slow mode's query
-            accepted.append(index)
-        refused = len(todo) - len(accepted)
-        if refused:
-            # Give back the seqs of refused drafts: still under the lock, so no gap.
-            Room.objects.filter(pk=room.pk).update(last_seq=F("last_seq") - refused)
-        messages = [
-            Message(
-                room=room,
-                seq=first + offset,
-                author=drafts[index].singer.user,
-                guest_key=drafts[index].singer.guest_key if drafts[index].singer.user is None else "",
-                author_name=drafts[index].singer.name if not announcement or drafts[index].singer.user else SYSTEM_NAME,
-                body=drafts[index].body,
-                client_id=drafts[index].client_id,
-                sent_at=now,
-            )
-            for offset, index in enumerate(accepted)
-        ]
-        Message.objects.bulk_create(messages)
-        for index, message in zip(accepted, messages):
-            frame = protocol.encode(message_frame(message, room.slug))
+        # Rooms are locked in primary-key order, so two processes storing
+        # batches that share rooms cannot deadlock.
+        for room_id in sorted(by_room):
+            indexes = by_room[room_id]
+            room = items[indexes[0]][0]
+            try:
+                fresh = Room.objects.allocate_seqs(room_id, len(indexes), now=now)
+            except Room.DoesNotExist:
+                for index in indexes:
+                    outcomes[index] = Refusal(Code.FORBIDDEN, "this room is closed", ref=items[index][1].client_id)
+                continue
+            first = fresh.pop("last_seq") - len(indexes) + 1
+            accepted = _accept(room, fresh, items, indexes, outcomes, standings, announcement)
+            if len(accepted) < len(indexes):
+                # Give back the seqs of refused drafts: still under the lock, so no gap.
+                Room.objects.filter(pk=room_id).update(last_seq=F("last_seq") - (len(indexes) - len(accepted)))
+            for offset, index in enumerate(accepted):
+                singer, draft = items[index][1].singer, items[index][1]
+                stored.append((index, Message(
+                    room=room,
+                    seq=first + offset,
+                    author=singer.user,
+                    guest_key=singer.guest_key if singer.user is None else "",
+                    author_name=singer.name if not announcement or singer.user else SYSTEM_NAME,
+                    body=draft.body,
+                    client_id=draft.client_id,
+                    sent_at=now,
+                )))
+        Message.objects.bulk_create([message for _, message in stored])
+        for index, message in stored:
+            frame = protocol.encode(message_frame(message, message.room.slug))
             outcomes[index] = Posted(message, frame, created=True)
-            broadcast.on_commit(room.pk, events.message(message.seq, frame))
-    metrics.MESSAGES_STORED.inc(len(accepted))
-    # Duplicates within the batch get the message their twin stored.
+            broadcast.on_commit(message.room_id, events.message(message.seq, frame))
+    metrics.MESSAGES_STORED.inc(len(stored))
+    # The same client_id twice in one batch: the second gets what the first stored.
     for index in todo:
         if outcomes[index] is None:
-            draft = drafts[index]
-            twin = next(
-                o for j, o in enumerate(outcomes)
-                if isinstance(o, Posted) and drafts[j].client_id == draft.client_id
-                and drafts[j].singer.user_id == draft.singer.user_id
-                and drafts[j].singer.guest_key == draft.singer.guest_key
+            room, draft = items[index]
+            outcomes[index] = next(
+                Posted(o.message, o.frame, created=False)
+                for j, o in enumerate(outcomes)
+                if isinstance(o, Posted) and items[j][0].pk == room.pk and items[j][1].client_id == draft.client_id
+                and _person(items[j][1].singer) == _person(draft.singer)
             )
-            outcomes[index] = Posted(twin.message, twin.frame, created=False)
+
+
+def _accept(
+    room: Room,
+    fresh: dict[str, Any],
+    items: list[tuple[Room, Draft]],
+    indexes: list[int],
+    outcomes: list[Outcome | None],
+    standings: dict[tuple[int, Any], Standing],
+    announcement: bool,
+) -> list[int]:
+    """Which of a room's drafts may be stored, checked against its locked row."""
+    accepted = []
+    slowed: set[Any] = set()
+    seen: set[tuple[Any, str]] = set()
+    for index in indexes:
+        draft = items[index][1]
+        person = _person(draft.singer)
+        if draft.client_id is not None:
+            if (person, draft.client_id) in seen:
+                continue  # a twin earlier in this batch; answered after the store
+            seen.add((person, draft.client_id))
+        if not announcement:
+            try:
+                if fresh["slow_mode_seconds"] and person in slowed:
+                    raise Refusal(
+                        Code.RATE_LIMITED, f"slow mode: one message per {fresh['slow_mode_seconds']} s",
+                        ref=draft.client_id, retry_after=float(fresh["slow_mode_seconds"]),
+                    )
+                access = _check_may_post(room, fresh, draft.singer, standings[room.pk, person], draft.client_id)
+            except Refusal as refusal:
+                outcomes[index] = refusal
+                continue
+            if draft.singer.user is not None and not access.is_conductor:
+                slowed.add(person)  # a second post in one batch would dodge slow mode's query
+        accepted.append(index)
+    return accepted
 
 
 def _check_may_post(

@@ -63,6 +63,17 @@ def test_slow_mode_holds_within_one_batch(lobby, make_user):
     assert isinstance(outcomes[1], Refusal) and outcomes[1].code == "rate_limited"
 
 
+def test_one_batch_serves_several_rooms_each_in_its_own_order(lobby, make_room):
+    hall = make_room("hall", guests_may_post=True)
+    shut = make_room("shut", guests_may_post=True, status=Room.Status.ARCHIVED)
+    items = [(lobby, Draft(ann, "l1")), (hall, Draft(bo, "h1")), (shut, Draft(bo, "x")), (lobby, Draft(bo, "l2"))]
+    outcomes = services.messages_post_many(items=items)
+    assert [(o.message.room.slug, o.message.seq) for o in (outcomes[0], outcomes[1], outcomes[3])] == [
+        ("lobby", 1), ("hall", 1), ("lobby", 2)
+    ]
+    assert isinstance(outcomes[2], Refusal) and outcomes[2].code == "forbidden"
+
+
 def test_a_closed_room_refuses_the_whole_batch(lobby):
     services.room_archive(room=lobby, actor=None)
     outcomes = services.messages_post(room=lobby, drafts=[Draft(ann, "a"), Draft(bo, "b")])
@@ -72,13 +83,13 @@ def test_a_closed_room_refuses_the_whole_batch(lobby):
 
 async def test_the_writer_gathers_posts_that_arrive_together(lobby, monkeypatch):
     batches = []
-    real = services.messages_post
+    real = services.messages_post_many
 
     def spy(**kwargs):
-        batches.append(len(kwargs["drafts"]))
+        batches.append(len(kwargs["items"]))
         return real(**kwargs)
 
-    monkeypatch.setattr(services, "messages_post", spy)
+    monkeypatch.setattr(services, "messages_post_many", spy)
     writer = get_hub().writer
     posted = await asyncio.gather(*(writer.post(lobby, Draft(ann, f"n{i}")) for i in range(30)))
     assert sorted(p.message.seq for p in posted) == list(range(1, 31))

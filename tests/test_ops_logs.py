@@ -82,7 +82,7 @@ async def test_a_fault_is_logged_with_its_traceback_but_not_the_body(lobby, choi
     def broken(**kwargs):
         raise RuntimeError("the storage layer fell over")
 
-    monkeypatch.setattr(services, "messages_post", broken)
+    monkeypatch.setattr(services, "messages_post_many", broken)
     sock = await connect("lobby")
     await sock.say(SECRET_BODY, client_id="c-9")
     error = await sock.expect("error")
