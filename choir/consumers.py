@@ -17,6 +17,7 @@ from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.db import DatabaseError
 
 from choir import logs, metrics, presence, protocol, services
 from choir.access import Access, Singer, Standing, access_for, singer_for
@@ -66,6 +67,21 @@ class RoomConsumer(AsyncWebsocketConsumer):
     # Connect -----------------------------------------------------------------
 
     async def websocket_connect(self, message: dict[str, Any]) -> None:
+        self.accepted = False
+        try:
+            await self._connect()
+        except DatabaseError:
+            # The database is away: say so with a code that means "try again
+            # later", rather than failing the handshake with no reason at all.
+            logs.socket_fault(self)
+            if not self.accepted:
+                await self.accept()
+            if self.feed is not None:
+                await get_hub().leave(self.feed, self)
+                self.feed = None
+            await self.shut(Close.TRY_AGAIN, "storage is unavailable; reconnect in a few seconds")
+
+    async def _connect(self) -> None:
         self.conn_id = secrets.token_hex(8)
         logs.bind_socket(self)
         self.opened = time.monotonic()
@@ -98,6 +114,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
         # Accept first so that every refusal is a close code a browser can read.
         await self.accept()
+        self.accepted = True
         if room is None:
             return await self.shut(Close.NOT_FOUND, "no such room")
         if not room.is_open:

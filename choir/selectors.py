@@ -5,20 +5,29 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import Q, QuerySet
+from django.utils import timezone
 
 from choir import protocol
-from choir.models import Message, Room
+from choir.models import Message, Room, Sanction
 
 MESSAGE_FIELDS = ("id", "seq", "author_name", "body", "client_id", "sent_at", "edited_at", "deleted_at")
 
 
 def visible_rooms(user: Any | None) -> QuerySet[Room]:
-    """Rooms a person may see: public ones, plus private ones they belong to."""
+    """Rooms a person may see: public ones, plus private ones they belong to,
+    less those they are banned from."""
     rooms = Room.objects.all()
     if user is not None and user.is_authenticated:
         if user.is_staff:
             return rooms
-        return rooms.filter(Q(is_public=True) | Q(memberships__user=user)).distinct()
+        banned = Sanction.objects.filter(user=user, kind=Sanction.Kind.BAN, lifted_at__isnull=True).filter(
+            Q(until__isnull=True) | Q(until__gt=timezone.now())
+        )
+        return (
+            rooms.filter(Q(is_public=True) | Q(memberships__user=user))
+            .exclude(pk__in=banned.values("room_id"))
+            .distinct()
+        )
     return rooms.filter(is_public=True)
 
 

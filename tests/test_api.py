@@ -111,3 +111,13 @@ def test_a_banned_user_cannot_read_history(history, make_user):
 
 def test_unknown_rooms_are_404(db):
     assert Client().get("/api/rooms/nope/messages").status_code == 404
+
+
+def test_a_banned_user_does_not_see_the_room_listed(history, make_room, make_user):
+    boss = make_user("boss", is_staff=True)
+    troll = make_user("troll")
+    make_room("other", guests_may_post=True)
+    services.user_ban(room=history, actor=Singer(user=boss, name="boss"), user=troll)
+    client = Client()
+    client.force_login(troll)
+    assert [r["slug"] for r in client.get("/api/rooms/").json()["rooms"]] == ["other"]
