@@ -29,6 +29,9 @@ def session_auth_stack(inner: Any) -> Any:
     return CookieMiddleware(SessionMiddleware(SessionAuthMiddleware(inner)))
 
 
+ANONYMOUS = AnonymousUser()  # stateless: one serves every guest socket
+
+
 class GuestFastPath:
     """Send sockets with no session cookie straight past the session machinery.
 
@@ -42,9 +45,13 @@ class GuestFastPath:
         self.inner = inner
         self.full = session_auth_stack(inner)
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+    def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        # Returns the chosen stack's coroutine rather than awaiting it, so
+        # this layer keeps no frame alive for the socket's life.
         for name, value in scope.get("headers", ()):
             if name == b"cookie" and settings.SESSION_COOKIE_NAME in parse_cookie(value.decode("latin-1")):
-                return await self.full(scope, receive, send)
-        guest_scope = dict(scope, cookies={}, session=None, user=AnonymousUser())
-        return await self.inner(guest_scope, receive, send)
+                return self.full(scope, receive, send)
+        # Filled in place: the scope is this connection's alone and no layer
+        # above reads it again, and a copy would live as long as the socket.
+        scope.update(cookies={}, session=None, user=ANONYMOUS)
+        return self.inner(scope, receive, send)

@@ -25,6 +25,7 @@ from choir.hub import Feed, get_hub
 from choir.models import Room
 from choir.protocol import Close, Code, Refusal
 from choir.selectors import messages_after
+from choir.wire import OPEN
 
 log = logging.getLogger("choir.socket")
 
@@ -108,8 +109,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.user_id = self.singer.user_id
         self.is_staff = self.singer.is_staff
         self.name = self.singer.name
-        # One bucket per person (user, or guest session), shared by all their sockets here.
-        self.bucket = get_hub().bucket(f"u:{self.user_id}" if self.user_id is not None else f"g:{self.singer.guest_key}")
+        self.bucket = None  # taken from the hub at the first frame: idle sockets need none
         self.client_ip = (self.scope.get("client") or ["?"])[0] or "?"
 
         # Accept first so that every refusal is a close code a browser can read.
@@ -178,6 +178,13 @@ class RoomConsumer(AsyncWebsocketConsumer):
         metrics.REFUSALS.labels(f"close_{code}").inc()
         logs.closing(self, code, reason)
         await self.send(text_data=protocol.closing_frame(code, reason))
+        if 1000 < code < 3000 and self.wire is not None:
+            # Autobahn, under Daphne, lets applications close with 1000 and
+            # 3000-4999 only; protocol codes (1001 restart, 1013 try again)
+            # are written on the wire directly.
+            if self.wire.state == OPEN:
+                self.wire.sendCloseFrame(code=code, isReply=False)
+            return
         await self.close(code=code)
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
@@ -220,6 +227,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=protocol.error_frame(refusal))
 
     def _throttle(self, ref: str | None) -> None:
+        if self.bucket is None:
+            # One bucket per person (user, or guest session), shared by all their sockets here.
+            person = f"u:{self.user_id}" if self.user_id is not None else f"g:{self.singer.guest_key}"
+            self.bucket = get_hub().bucket(person)
         wait = self.bucket.take()
         if not wait:
             self.strikes = 0

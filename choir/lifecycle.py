@@ -58,34 +58,23 @@ def close_oversized_frames_with_1009() -> None:
     WebSocketFactory.__init__ = __init__  # type: ignore[method-assign]
 
 
-class CloseCodeMiddleware:
-    """Reach Daphne's WebSocket protocol object for what ASGI cannot do.
+class WireMiddleware:
+    """Put Daphne's WebSocket protocol object in the scope as "choir.wire".
 
-    Autobahn, under Daphne, accepts application close codes 1000 and
-    3000-4999 only, and 1001 ("going away: reconnect") is the one a restart
-    must send: this outermost middleware writes such a close frame itself.
-    It also puts the protocol object in the scope as "choir.wire", so the hub
-    can write one prepared frame to many sockets (choir/hub.py).
+    The hub writes one prepared frame to many sockets through it
+    (choir/wire.py), and the consumer closes with protocol codes such as 1001
+    that autobahn refuses from an application. A plain function returning the
+    inner coroutine, so no middleware frame stays alive per socket.
     """
 
     def __init__(self, application: Any) -> None:
         self.application = application
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+    def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         ws_protocol = getattr(send, "args", (None,))[0]
-        if scope["type"] != "websocket" or not hasattr(ws_protocol, "sendCloseFrame"):
-            return await self.application(scope, receive, send)
-        scope["choir.wire"] = ws_protocol
-
-        async def send_with_any_close_code(message: dict[str, Any]) -> None:
-            code = message.get("code")
-            if message["type"] == "websocket.close" and code is not None and 1000 < code < 3000:
-                if ws_protocol.state == ws_protocol.STATE_OPEN:
-                    ws_protocol.sendCloseFrame(code=code, isReply=False)
-                return
-            await send(message)
-
-        return await self.application(scope, receive, send_with_any_close_code)
+        if scope["type"] == "websocket" and hasattr(ws_protocol, "sendCloseFrame"):
+            scope["choir.wire"] = ws_protocol
+        return self.application(scope, receive, send)
 
 
 def skip_autobahn_config_dump() -> None:

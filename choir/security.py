@@ -9,12 +9,27 @@ victim's cookies, so they are let in; Channels' stock validator refuses them.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlparse
 
-from channels.security.websocket import OriginValidator
+from channels.security.websocket import OriginValidator, WebsocketDenier
 from django.conf import settings
 
 
 class OriginOrNoneValidator(OriginValidator):
+    def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        # Like OriginValidator.__call__, but hands back the inner coroutine
+        # instead of awaiting it: no frame kept alive per socket.
+        parsed_origin = None
+        for name, value in scope.get("headers", ()):
+            if name == b"origin":
+                try:
+                    parsed_origin = urlparse(value.decode("latin1"))
+                except UnicodeDecodeError:
+                    pass
+        if self.valid_origin(parsed_origin):
+            return self.application(scope, receive, send)
+        return WebsocketDenier()(scope, receive, send)
+
     def valid_origin(self, parsed_origin: Any) -> bool:
         if parsed_origin is None:
             return True

@@ -20,7 +20,7 @@ application = ProtocolTypeRouter(
     {
         # In production nginx serves /static/; `make run` has no nginx.
         "http": ASGIStaticFilesHandler(django_http) if settings.CHOIR_SERVE_STATIC else django_http,
-        "websocket": lifecycle.CloseCodeMiddleware(
+        "websocket": lifecycle.WireMiddleware(
             allowed_hosts_or_no_origin(GuestFastPath(URLRouter(websocket_urlpatterns)))
         ),
     }
