@@ -219,6 +219,8 @@ class Hub:
         ordered = sorted(names, key=str.casefold)
         return ordered[: settings.CHOIR_ONLINE_LIST_MAX], len(ordered)
 
+    ROOM_LOAD_TTL = 0.5
+
     async def open_room(self, slug: str) -> Room | None:
         """The room by slug, if it exists and is open, for a cookie-less guest.
 
@@ -232,7 +234,11 @@ class Hub:
         pending = self._room_loads.get(slug)
         if pending is None:
             pending = self._room_loads[slug] = asyncio.ensure_future(database_sync_to_async(_room_by_slug)(slug))
-            pending.add_done_callback(lambda _: self._room_loads.pop(slug, None))
+            # Kept a moment after it lands, to serve the rest of the crowd
+            # until the first of them has made the room's feed.
+            pending.add_done_callback(
+                lambda _: asyncio.get_running_loop().call_later(self.ROOM_LOAD_TTL, self._room_loads.pop, slug, None)
+            )
         room = await asyncio.shield(pending)
         return room if room is not None and room.is_open else None
 
@@ -360,6 +366,7 @@ class Hub:
 
     async def _on_close(self, feed: Feed, event: events.Event) -> None:
         feed.room.status = Room.Status.ARCHIVED  # newcomers are refused until a reopen reloads it
+        self._room_loads.pop(feed.room.slug, None)
         for listener in list(feed.listeners.values()):
             await _quietly(listener.shut(event["code"], event["reason"]))
 
@@ -374,6 +381,7 @@ class Hub:
             return
         if self.by_slug.get(feed.room.slug) is feed:
             del self.by_slug[feed.room.slug]
+        self._room_loads.pop(feed.room.slug, None)
         feed.room = room
         self.by_slug[room.slug] = feed
         if not room.is_public:
