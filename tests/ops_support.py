@@ -158,3 +158,18 @@ def wait_for_ports(ports: list[int], proc: subprocess.Popen, timeout: float) -> 
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"nothing listens on {port} after {timeout}s") from None
                 time.sleep(0.05)
+
+
+def scrape(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Prometheus text as {(sample name, sorted labels): value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def value(scraped: dict, name: str, **labels: str) -> float:
+    return scraped.get((name, tuple(sorted(labels.items()))), 0.0)

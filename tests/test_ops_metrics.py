@@ -7,22 +7,12 @@ from pathlib import Path
 
 import pytest
 from django.test import AsyncClient
-from prometheus_client.parser import text_string_to_metric_families
 
 from choir.management.commands import serve
+from tests.ops_support import scrape, value
 from tests.support import connect
 
 
-def scrape(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    found = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return found
-
-
-def value(scraped: dict, name: str, **labels: str) -> float:
-    return scraped.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 @pytest.mark.django_db

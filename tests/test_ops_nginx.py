@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 import websockets
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests import ops_support
+from tests.ops_support import scrape, value
 from tests.support import OUTPUT, ROOT, Server, free_port, ws_frames
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -42,16 +42,6 @@ def fetch(port: int, path: str, *, tls: ssl.SSLContext | None = None, headers: d
         conn.close()
 
 
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    found = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return found
-
-
-def value(scraped: dict, name: str, **labels: str) -> float:
-    return scraped.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 def wait_until(check: Any, what: str, timeout: float = 15.0) -> Any:
@@ -170,7 +160,7 @@ def test_it_serves_pages_static_files_sockets_metrics_and_readiness_through_ngin
         assert fetch(server.port, "/metrics", headers=spoofed)[0] == 403
         status, _, before_text = fetch(https_port, "/metrics", tls=tls, headers=spoofed)
         assert status == 200
-        before = samples(before_text.decode())
+        before = scrape(before_text.decode())
 
         # A WebSocket conversation through nginx.
         ack, heard = asyncio.run(conversation(https_port, tls))
@@ -178,7 +168,7 @@ def test_it_serves_pages_static_files_sockets_metrics_and_readiness_through_ngin
         assert heard["seq"] == ack["seq"] and heard["body"] == ack["body"]
 
         # The counters moved, whichever worker answers the scrape.
-        after = samples(fetch(https_port, "/metrics", tls=tls)[2].decode())
+        after = scrape(fetch(https_port, "/metrics", tls=tls)[2].decode())
         assert value(after, "choir_messages_stored_total") == value(before, "choir_messages_stored_total") + 1
         assert value(after, "choir_frames_delivered_total") >= value(before, "choir_frames_delivered_total") + 2
         assert value(after, "choir_broadcast_latency_seconds_count") >= value(before, "choir_broadcast_latency_seconds_count") + 1
@@ -186,7 +176,7 @@ def test_it_serves_pages_static_files_sockets_metrics_and_readiness_through_ngin
         # Gauges: per process, and per room over all processes.
         def while_open() -> dict:
             scraped = wait_until(
-                lambda: (s := samples(fetch(https_port, "/metrics", tls=tls)[2].decode()))
+                lambda: (s := scrape(fetch(https_port, "/metrics", tls=tls)[2].decode()))
                 and value(s, "choir_room_online", room="lobby") == 2
                 and s,
                 "two sockets counted in the lobby",

@@ -293,22 +293,18 @@ class Raw(Target):
         websocket_ready(self.port, self.ready_path, 30, self.proc, self.log_path)
 
 
+def daphne_on(sock: socket.socket, application: str) -> list[str]:
+    """A quiet Daphne serving `application` on an inherited listening socket."""
+    return [PY, "-m", "daphne", "--fd", str(sock.fileno()), "--verbosity", "0", application]
+
+
 class BareAsgi(Target):
     name = "asgi"
     label = "bare ASGI on Daphne"
     dialect = "asgi"
 
     def command(self, sock: socket.socket) -> tuple[list[str], dict[str, str]]:
-        return [
-            PY,
-            "-m",
-            "daphne",
-            "--fd",
-            str(sock.fileno()),
-            "--verbosity",
-            "0",
-            "choir.bench.ref_asgi:application",
-        ], {}
+        return daphne_on(sock, "choir.bench.ref_asgi:application"), {}
 
 
 class TutorialChannels(Target):
@@ -322,13 +318,4 @@ class TutorialChannels(Target):
 
     def command(self, sock: socket.socket) -> tuple[list[str], dict[str, str]]:
         env = {"DJANGO_SETTINGS_MODULE": "choir.bench.ref_channels_settings", "BENCH_REDIS_URL": self.redis_url}
-        return [
-            PY,
-            "-m",
-            "daphne",
-            "--fd",
-            str(sock.fileno()),
-            "--verbosity",
-            "0",
-            "choir.bench.ref_channels:application",
-        ], env
+        return daphne_on(sock, "choir.bench.ref_channels:application"), env
