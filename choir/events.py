@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-MESSAGE = "room.message"  # a new message: {seq, frame}
+MESSAGES = "room.messages"  # new messages stored together: {items: [[seq, frame], …]} in seq order
 UPDATE = "room.update"  # edited / deleted: {frame}
 PRESENCE = "room.presence"  # {frame, joined, left}: hubs keep their online view current
 TYPING = "room.typing"  # {frame, origin}: origin's own socket is skipped
@@ -34,8 +34,8 @@ def group_name(room_id: int) -> str:
     return f"room.{digest}.{room_id}"
 
 
-def message(seq: int, frame: str) -> Event:
-    return {"type": MESSAGE, "seq": seq, "frame": frame}
+def messages(items: list[tuple[int, str]]) -> Event:
+    return {"type": MESSAGES, "items": [[seq, frame] for seq, frame in items]}
 
 
 def update(frame: str) -> Event:

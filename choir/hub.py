@@ -246,7 +246,7 @@ class Hub:
 
     async def _receive_loop(self) -> None:
         handlers = {
-            events.MESSAGE: self._on_message,
+            events.MESSAGES: self._on_messages,
             events.UPDATE: self._on_update,
             events.PRESENCE: self._on_presence,
             events.TYPING: self._on_typing,
@@ -272,44 +272,62 @@ class Hub:
             except Exception:
                 log.exception("hub failed to handle %s", event.get("type"))
 
-    async def _on_message(self, feed: Feed, event: events.Event) -> None:
-        seq = event["seq"]
-        if seq <= feed.last_seq:
-            return
-        if seq == feed.last_seq + 1:
-            await self._deliver(feed, seq, event["frame"])
-            await self._drain(feed)
+    async def _on_messages(self, feed: Feed, event: events.Event) -> None:
+        # A batch stored in one transaction arrives as one event; what can go
+        # out in seq order now is written to each socket in one write.
+        run: list[tuple[int, str]] = []
+        for seq, frame in event["items"]:
+            if seq <= feed.last_seq + len(run):
+                continue
+            if seq == feed.last_seq + len(run) + 1:
+                run.append((seq, frame))
+                while (early := feed.pending.pop(seq + 1, None)) is not None:
+                    seq += 1
+                    run.append((seq, early))
+            else:
+                feed.pending[seq] = frame
+                self.expect(feed, seq)
+        if run:
+            await self._deliver(feed, run)
             if "at" in event:
                 metrics.BROADCAST_LATENCY.observe(max(time.time() - event["at"], 0))
-        else:
-            feed.pending[seq] = event["frame"]
-            self.expect(feed, seq)
 
-    async def _deliver(self, feed: Feed, seq: int, frame: str) -> None:
-        feed.last_seq = seq
-        if seq > feed.known_seq:
-            feed.known_seq = seq
-        outgoing = Outgoing(frame)
+    async def _deliver(self, feed: Feed, run: list[tuple[int, str]]) -> None:
+        """Write consecutive messages (last_seq + 1, …) to every live socket, in order."""
+        feed.last_seq = run[-1][0]
+        if feed.last_seq > feed.known_seq:
+            feed.known_seq = feed.last_seq
+        outgoing = [(seq, Outgoing(frame)) for seq, frame in run]
+        whole = None
         delivered = 0
         for listener in list(feed.listeners.values()):
             if listener.backlog is not None:
-                listener.backlog.append((seq, frame))
-            elif seq > listener.cursor:
-                listener.cursor = seq
-                delivered += 1
-                if listener.wire is not None:
-                    outgoing.write(listener.wire)  # the hot path: no await, no per-socket encoding
+                listener.backlog.extend(run)
+                continue
+            fresh = outgoing if run[0][0] > listener.cursor else [(s, o) for s, o in outgoing if s > listener.cursor]
+            if not fresh:
+                continue
+            listener.cursor = fresh[-1][0]
+            delivered += len(fresh)
+            if listener.wire is not None:
+                # The hot path: no await, frames encoded and framed once.
+                if fresh is outgoing:
+                    whole = whole if whole is not None else Outgoing.joined([o for _, o in outgoing])
+                    Outgoing.write_bytes(listener.wire, whole)
                 else:
-                    await _quietly(listener.base_send(outgoing.message))
+                    Outgoing.write_bytes(listener.wire, Outgoing.joined([o for _, o in fresh]))
+            else:
+                for _, out in fresh:
+                    await _quietly(listener.base_send(out.message))
         metrics.FRAMES_DELIVERED.inc(delivered)
 
     async def _drain(self, feed: Feed) -> None:
-        while feed.pending:
-            frame = feed.pending.pop(feed.last_seq + 1, None)
-            if frame is None:
-                feed.pending = {s: f for s, f in feed.pending.items() if s > feed.last_seq}
-                return
-            await self._deliver(feed, feed.last_seq + 1, frame)
+        run = []
+        while (frame := feed.pending.pop(feed.last_seq + len(run) + 1, None)) is not None:
+            run.append((feed.last_seq + len(run) + 1, frame))
+        if run:
+            await self._deliver(feed, run)
+        feed.pending = {s: f for s, f in feed.pending.items() if s > feed.last_seq}
 
     def expect(self, feed: Feed, seq: int) -> None:
         """Note that `seq` exists; if it is not delivered soon, fetch it."""
@@ -329,10 +347,13 @@ class Hub:
                 await asyncio.sleep(1.0)
                 continue
             metrics.GAP_FILLS.inc()
+            run = []
             for row in rows:
-                if row["seq"] == feed.last_seq + 1:
+                if row["seq"] == feed.last_seq + len(run) + 1:
                     feed.pending.pop(row["seq"], None)
-                    await self._deliver(feed, row["seq"], protocol.encode(row))
+                    run.append((row["seq"], protocol.encode(row)))
+            if run:
+                await self._deliver(feed, run)
             await self._drain(feed)
             if feed.known_seq > feed.last_seq:
                 if not rows:

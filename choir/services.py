@@ -180,10 +180,14 @@ def _store(items: list[tuple[Room, Draft]], outcomes: list[Outcome | None], todo
                     sent_at=now,
                 )))
         Message.objects.bulk_create([message for _, message in stored])
+        per_room: dict[int, list[tuple[int, str]]] = {}
         for index, message in stored:
             frame = protocol.encode(message_frame(message, message.room.slug))
             outcomes[index] = Posted(message, frame, created=True)
-            broadcast.on_commit(message.room_id, events.message(message.seq, frame))
+            per_room.setdefault(message.room_id, []).append((message.seq, frame))
+        for room_id, items_of_room in per_room.items():
+            # One event per room and batch: one publish, one write per socket.
+            broadcast.on_commit(room_id, events.messages(items_of_room))
     metrics.MESSAGES_STORED.inc(len(stored))
     # The same client_id twice in one batch: the second gets what the first stored.
     for index in todo:

@@ -32,11 +32,24 @@ class Outgoing:
             self._message = {"type": "websocket.send", "text": self.text}
         return self._message
 
-    def write(self, wire: Any) -> None:
-        """Write on an autobahn protocol, if it is still open."""
-        if wire.state != OPEN:
-            return
+    @property
+    def frame_bytes(self) -> bytes:
+        """The whole WebSocket frame, header included, as it goes on the wire."""
         if self._prepared is None:
             # Server frames are never masked and Daphne negotiates no compression.
             self._prepared = PreparedMessage(self.text.encode("utf-8"), False, False, False)
-        wire.sendPreparedMessage(self._prepared)
+        return self._prepared.payloadHybi
+
+    def write(self, wire: Any) -> None:
+        """Write on an autobahn protocol, if it is still open."""
+        Outgoing.write_bytes(wire, self.frame_bytes)
+
+    @staticmethod
+    def joined(outgoing: list[Outgoing]) -> bytes:
+        """Several frames back to back: one write, one syscall, for a whole batch."""
+        return outgoing[0].frame_bytes if len(outgoing) == 1 else b"".join(o.frame_bytes for o in outgoing)
+
+    @staticmethod
+    def write_bytes(wire: Any, data: bytes) -> None:
+        if wire.state == OPEN:
+            wire.sendData(data)

@@ -1,0 +1,75 @@
+"""The hub writes each room's messages in seq order, once, whatever order they arrive in."""
+
+import asyncio
+
+import pytest
+
+from choir.hub import Feed, get_hub
+from choir.models import Room
+
+
+class FakeSocket:
+    def __init__(self, conn_id: str) -> None:
+        self.conn_id, self.user_id, self.is_staff, self.name, self.client_ip = conn_id, None, False, conn_id, "?"
+        self.cursor, self.backlog, self.wire = 0, None, None
+        self.sent: list[str] = []
+
+    async def base_send(self, message):
+        self.sent.append(message["text"])
+
+    async def shut(self, code, reason):
+        pass
+
+
+def batch(*seqs):
+    return {"type": "room.messages", "items": [[seq, f"m{seq}"] for seq in seqs]}
+
+
+@pytest.fixture
+async def feed_with_two():
+    hub = get_hub()
+    feed = Feed(Room(pk=10_000, slug="order"), last_seq=0)
+    sockets = [FakeSocket("a"), FakeSocket("b")]
+    for sock in sockets:
+        feed.listeners[sock.conn_id] = sock
+    yield hub, feed, sockets
+    if feed.gap_task is not None:
+        feed.gap_task.cancel()
+        await asyncio.gather(feed.gap_task, return_exceptions=True)
+
+
+async def test_messages_ahead_of_a_gap_wait_then_go_out_in_order(feed_with_two):
+    hub, feed, sockets = feed_with_two
+    await hub._on_messages(feed, batch(3, 4))
+    assert all(sock.sent == [] for sock in sockets)
+    await hub._on_messages(feed, batch(1))
+    assert all(sock.sent == ["m1"] for sock in sockets)
+    await hub._on_messages(feed, batch(2))
+    assert all(sock.sent == ["m1", "m2", "m3", "m4"] for sock in sockets)
+    assert feed.last_seq == 4 and feed.pending == {}
+
+
+async def test_repeats_and_overlapping_batches_are_written_once(feed_with_two):
+    hub, feed, sockets = feed_with_two
+    await hub._on_messages(feed, batch(1, 2))
+    await hub._on_messages(feed, batch(2, 3))
+    await hub._on_messages(feed, batch(1, 2, 3, 4))
+    assert all(sock.sent == ["m1", "m2", "m3", "m4"] for sock in sockets)
+
+
+async def test_a_socket_resuming_mid_batch_gets_only_what_it_lacks(feed_with_two):
+    hub, feed, sockets = feed_with_two
+    sockets[1].cursor = 2  # it replayed up to 2 already
+    await hub._on_messages(feed, batch(1, 2, 3))
+    assert sockets[0].sent == ["m1", "m2", "m3"]
+    assert sockets[1].sent == ["m3"]
+
+
+async def test_a_replaying_socket_holds_the_batch_until_it_goes_live(feed_with_two):
+    hub, feed, sockets = feed_with_two
+    sockets[1].backlog = []
+    await hub._on_messages(feed, batch(1, 2))
+    assert sockets[1].sent == []
+    sockets[1].cursor = 1
+    await hub.go_live(feed, sockets[1])
+    assert sockets[1].sent == ["m2"]
