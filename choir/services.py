@@ -93,22 +93,29 @@ def messages_post_many(*, items: list[tuple[Room, Draft]], announcement: bool = 
         except Refusal as refusal:
             outcomes[index] = refusal
     try:
-        _answer_retries(items, outcomes)
         todo = [index for index, outcome in enumerate(outcomes) if outcome is None]
         if todo:
             try:
+                # Optimistic: most posts are not retries, and the unique index
+                # catches those that are, so no lookup is paid up front.
                 _store(items, outcomes, todo, announcement)
             except IntegrityError:
-                # The same client_id raced in from another socket, and the whole
-                # transaction (seqs included) rolled back: settle each draft on
-                # its own, so a retry gets the winner and one race sinks no other.
-                if len(todo) == 1:
-                    _answer_retries(items, outcomes)
-                    if outcomes[todo[0]] is None:
-                        raise
-                else:
-                    for index in todo:
-                        outcomes[index] = messages_post_many(items=[items[index]], announcement=announcement)[0]
+                # A client_id is already stored (a retry) or just raced in; the
+                # whole transaction, seqs included, rolled back. Answer retries
+                # with their originals and store the rest again.
+                for index in todo:
+                    outcomes[index] = None
+                _answer_retries(items, outcomes)
+                todo = [index for index in todo if outcomes[index] is None]
+                if todo:
+                    try:
+                        _store(items, outcomes, todo, announcement)
+                    except IntegrityError:
+                        if len(todo) == 1:
+                            raise
+                        # A race in between: settle each draft on its own.
+                        for index in todo:
+                            outcomes[index] = messages_post_many(items=[items[index]], announcement=announcement)[0]
     except DatabaseError:
         log.warning("messages_post storage failure", exc_info=True)
         return [
