@@ -87,6 +87,36 @@ class Room(models.Model):
         return self.status == self.Status.OPEN
 
 
+class MessageManager(models.Manager):
+    COLUMNS = ("room_id", "seq", "author_id", "guest_key", "author_name", "body", "client_id", "sent_at")
+
+    def insert_returning_ids(self, messages: list[Message]) -> None:
+        """INSERT new messages in one statement and set their ids.
+
+        What bulk_create does, minus the ORM's per-call SQL compilation, which
+        cost as much CPU as the database round trip on the posting path.
+        RETURNING works on PostgreSQL and SQLite (3.35+) alike.
+        """
+        if not messages:
+            return
+        adapt = connection.ops.adapt_datetimefield_value
+        row = "(" + ", ".join(["%s"] * len(self.COLUMNS)) + ")"
+        params: list = []
+        for m in messages:
+            params += [m.room_id, m.seq, m.author_id, m.guest_key, m.author_name, m.body, m.client_id, adapt(m.sent_at)]
+        table = self.model._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {table} ({', '.join(self.COLUMNS)}) VALUES {', '.join([row] * len(messages))} RETURNING id",
+                params,
+            )
+            ids = [r[0] for r in cursor.fetchall()]
+        for message, pk in zip(messages, ids):
+            message.pk = pk
+            message._state.adding = False
+            message._state.db = connection.alias
+
+
 class Message(models.Model):
     room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="messages")
     seq = models.PositiveBigIntegerField()
@@ -102,6 +132,8 @@ class Message(models.Model):
     sent_at = models.DateTimeField(default=timezone.now)
     edited_at = models.DateTimeField(null=True, blank=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
+
+    objects = MessageManager()
 
     class Meta:
         ordering = ["room", "seq"]

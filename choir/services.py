@@ -186,7 +186,7 @@ def _store(items: list[tuple[Room, Draft]], outcomes: list[Outcome | None], todo
                     client_id=draft.client_id,
                     sent_at=now,
                 )))
-        Message.objects.bulk_create([message for _, message in stored])
+        Message.objects.insert_returning_ids([message for _, message in stored])
         per_room: dict[int, list[tuple[int, str]]] = {}
         for index, message in stored:
             frame = protocol.encode(message_frame(message, message.room.slug))
