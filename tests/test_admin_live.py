@@ -105,7 +105,7 @@ async def test_deleting_and_redacting_messages_in_admin_is_broadcast(lobby, staf
     remaining = await database_sync_to_async(lambda: list(Message.objects.filter(room=lobby).order_by("seq")))()
     assert [m.seq for m in remaining] == [first, second]
     assert remaining[0].deleted_at is not None and remaining[0].body == ""
-    response = await database_sync_to_async(staff_client.get)(f"/api/rooms/lobby/messages")
+    response = await database_sync_to_async(staff_client.get)("/api/rooms/lobby/messages")
     api = response.json()["messages"]
     assert api[0]["deleted"] is True and api[0]["body"] == ""
     assert api[1]["body"] == services.REDACTED
