@@ -159,9 +159,7 @@ class MessageAdmin(admin.ModelAdmin):
         count = 0
         for message in queryset.select_related("room"):
             if message.deleted_at is None:
-                services.message_edit(
-                    room=message.room, actor=staff_singer(request), seq=message.seq, body=services.REDACTED, moderator=True
-                )
+                services.message_redact(room=message.room, actor=staff_singer(request), seq=message.seq)
                 count += 1
         self.message_user(request, f"Redacted {count} message(s).")
 

@@ -159,10 +159,6 @@ class Message(models.Model):
     def __str__(self) -> str:
         return f"{self.room.slug}#{self.seq} {self.author_name}"
 
-    @property
-    def is_deleted(self) -> bool:
-        return self.deleted_at is not None
-
 
 class Membership(models.Model):
     class Role(models.TextChoices):

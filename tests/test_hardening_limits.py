@@ -48,6 +48,14 @@ async def still_open(sock) -> None:
 # Frame and body size --------------------------------------------------------
 
 
+
+@pytest.fixture
+def three_then_four_strikes(settings):
+    """A bucket of three tokens that barely refills; closed at the fourth refusal in a row."""
+    settings.CHOIR_RATE_PER_SECOND = 0.01
+    settings.CHOIR_RATE_BURST = 3
+    settings.CHOIR_FLOOD_STRIKES = 4
+
 async def test_a_frame_over_the_frame_limit_is_invalid_and_the_socket_stays_open(lobby, settings):
     settings.CHOIR_MAX_FRAME_BYTES = 1024
     settings.CHOIR_MAX_BODY_CHARS = 100_000
@@ -139,10 +147,7 @@ async def test_the_bucket_refuses_with_retry_after_and_the_socket_stays_until_th
     assert await database_sync_to_async(Message.objects.count)() == 3
 
 
-async def test_a_flood_of_frames_that_store_nothing_is_closed_too(lobby, settings):
-    settings.CHOIR_RATE_PER_SECOND = 0.01
-    settings.CHOIR_RATE_BURST = 3
-    settings.CHOIR_FLOOD_STRIKES = 4
+async def test_a_flood_of_frames_that_store_nothing_is_closed_too(lobby, three_then_four_strikes):
     sock = await connect("lobby")
     for _ in range(50):
         await sock.send({"type": "nonsense"})
@@ -157,10 +162,7 @@ async def test_a_flood_of_frames_that_store_nothing_is_closed_too(lobby, setting
     assert frame["code"] == 4429
 
 
-async def test_pings_alone_cannot_flood_either(lobby, settings):
-    settings.CHOIR_RATE_PER_SECOND = 0.01
-    settings.CHOIR_RATE_BURST = 3
-    settings.CHOIR_FLOOD_STRIKES = 4
+async def test_pings_alone_cannot_flood_either(lobby, three_then_four_strikes):
     sock = await connect("lobby")
     for _ in range(50):
         await sock.send({"type": "ping"})
@@ -191,10 +193,7 @@ async def test_a_user_s_sockets_share_one_bucket(lobby, settings, make_user):
         await sock.close()
 
 
-async def test_a_typing_flood_is_dropped_silently_and_does_not_close(lobby, settings):
-    settings.CHOIR_RATE_PER_SECOND = 0.01
-    settings.CHOIR_RATE_BURST = 3
-    settings.CHOIR_FLOOD_STRIKES = 4
+async def test_a_typing_flood_is_dropped_silently_and_does_not_close(lobby, three_then_four_strikes):
     sock = await connect("lobby")
     for _ in range(50):
         await sock.send({"type": "typing"})
