@@ -25,7 +25,7 @@ from choir.hub import Feed, get_hub
 from choir.models import Room
 from choir.protocol import Close, Code, Refusal
 from choir.selectors import messages_after
-from choir.wire import OPEN
+from choir.wire import OPEN, Outgoing
 
 log = logging.getLogger("choir.socket")
 
@@ -64,6 +64,14 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
         await handler(message)
+
+    async def send(self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool | int = False) -> None:
+        if text_data is not None and self.wire is not None and not close:
+            # Straight onto the socket, like the hub's deliveries (choir/wire.py);
+            # only writable once accepted, and dropped once closing, as Daphne would.
+            Outgoing(text_data).write(self.wire)
+            return
+        await super().send(text_data, bytes_data, close)
 
     # Connect -----------------------------------------------------------------
 

@@ -18,6 +18,9 @@ OPEN_SOCKETS = Gauge("choir_open_sockets", "WebSockets open, per server process"
 ONLINE = Gauge("choir_room_online", "Sockets open in a room, over all server processes", ["room"], multiprocess_mode="livesum")
 MESSAGES_STORED = Counter("choir_messages_stored_total", "Messages stored")
 FRAMES_DELIVERED = Counter("choir_frames_delivered_total", "Frames written to sockets")
+WRITES_QUEUED = Counter(
+    "choir_socket_writes_queued_total", "Writes the kernel did not take whole (a reader falling behind), queued in the server"
+)
 REFUSALS = Counter("choir_refusals_total", "Frames or connections refused", ["code"])
 REPLAYS = Counter("choir_replays_total", "Resumes served with ?after=")
 REPLAYED_MESSAGES = Counter("choir_replayed_messages_total", "Messages sent by replays")

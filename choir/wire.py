@@ -5,6 +5,14 @@ encode the text and build the WebSocket frame again for every listener;
 autobahn's prepared messages build it once and each socket just writes the
 bytes. Sockets without a protocol object (tests' in-process communicator)
 get the ordinary ASGI send.
+
+Twisted's `transport.write` never writes at once: it queues the bytes and
+registers the socket for writability, so each frame costs two epoll_ctl
+calls and a reactor callback, and autobahn's `sendData` formats a debug line
+per call. Fanned out to thousands of sockets that is most of the server's
+time. When nothing is queued on a plain TCP connection the bytes go straight
+to the socket, as asyncio's own transports do; whatever the kernel does not
+take goes to Twisted's queue, so order is kept and back-pressure is Twisted's.
 """
 
 from __future__ import annotations
@@ -12,6 +20,9 @@ from __future__ import annotations
 from typing import Any
 
 from autobahn.websocket.protocol import PreparedMessage, WebSocketProtocol
+from twisted.internet import tcp
+
+from choir import metrics
 
 OPEN = WebSocketProtocol.STATE_OPEN
 
@@ -51,5 +62,34 @@ class Outgoing:
 
     @staticmethod
     def write_bytes(wire: Any, data: bytes) -> None:
-        if wire.state == OPEN:
+        if wire.state != OPEN:
+            return
+        if wire.send_queue:  # autobahn's own queue (closing handshakes, chopped writes) goes first
             wire.sendData(data)
+            return
+        write_through(wire.transport, data)
+
+
+def write_through(transport: Any, data: bytes) -> None:
+    """Write `data` on a Twisted TCP transport, at once if nothing is queued before it."""
+    if (
+        type(transport) is tcp.Server
+        and not transport.TLS
+        and transport.connected
+        and not transport.disconnecting
+        and not transport._writeDisconnected
+        and not transport.dataBuffer
+        and not transport._tempDataLen
+    ):
+        try:
+            sent = transport.socket.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            # A dead peer: Twisted's own write finds out and closes it properly.
+            sent = 0
+        if sent == len(data):
+            return
+        metrics.WRITES_QUEUED.inc()
+        data = data[sent:]
+    transport.write(data)

@@ -12,6 +12,8 @@ import base64
 import json
 import os
 import socket
+import urllib.request
+from typing import Any
 
 import pytest
 import websockets
@@ -261,9 +263,17 @@ async def test_a_frame_far_over_daphne_s_limit_is_closed_with_1009_before_the_pr
     assert await database_sync_to_async(Message.objects.count)() == 1
 
 
-def _raw_handshake(port: int, path: str) -> socket.socket:
-    """A TCP client that opens a WebSocket and then never reads or answers again."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+def _raw_handshake(port: int, path: str, rcvbuf: int | None = None) -> tuple[socket.socket, bytes]:
+    """A TCP client that opens a WebSocket and reads no further on its own.
+
+    Returns the socket and whatever arrived after the handshake response.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if rcvbuf is not None:
+        # Before connecting, so the advertised window stays this small.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.settimeout(10)
+    sock.connect(("127.0.0.1", port))
     key = base64.b64encode(os.urandom(16)).decode()
     sock.sendall(
         (
@@ -277,7 +287,31 @@ def _raw_handshake(port: int, path: str) -> socket.socket:
         assert chunk, "closed during the handshake"
         response += chunk
     assert response.startswith(b"HTTP/1.1 101"), response[:200]
-    return sock
+    return sock, response.split(b"\r\n\r\n", 1)[1]
+
+
+def _read_text_frames(sock: socket.socket, buffered: bytes, until: Any) -> list[dict]:
+    """Server frames (unmasked) parsed off a raw socket until `until(frames)` holds."""
+    frames: list[dict] = []
+    data = buffered
+    while not until(frames):
+        while True:
+            if len(data) < 2:
+                break
+            opcode, length, start = data[0] & 0x0F, data[1] & 0x7F, 2
+            if length == 126:
+                length, start = int.from_bytes(data[2:4], "big"), 4
+            elif length == 127:
+                length, start = int.from_bytes(data[2:10], "big"), 10
+            if len(data) < start + length:
+                break
+            payload, data = data[start : start + length], data[start + length :]
+            if opcode == 0x1:
+                frames.append(json.loads(payload))
+        chunk = sock.recv(65536)
+        assert chunk, f"closed after {len(frames)} frames"
+        data += chunk
+    return frames
 
 
 @pytest.mark.e2e
@@ -286,7 +320,7 @@ async def test_a_peer_that_stops_answering_pings_is_dropped_and_leaves_presence(
     server = daphne(extra_env={"CHOIR_PING_INTERVAL": "1", "CHOIR_PING_TIMEOUT": "1"})
     async with websockets.connect(server.ws("lobby", "name=watcher")) as watcher:
         await ws_frames(watcher, 1, kind="hello")
-        silent = await asyncio.to_thread(_raw_handshake, server.port, "/ws/rooms/lobby/?name=deadbeat")
+        silent, _ = await asyncio.to_thread(_raw_handshake, server.port, "/ws/rooms/lobby/?name=deadbeat")
         try:
             joined = await ws_frames(watcher, 1, kind="presence")
             assert "deadbeat (guest)" in joined[0]["joined"]
@@ -299,6 +333,38 @@ async def test_a_peer_that_stops_answering_pings_is_dropped_and_leaves_presence(
             await ws_frames(watcher, 1, kind="pong")
         finally:
             silent.close()
+
+
+@pytest.mark.e2e
+async def test_a_reader_that_falls_behind_gets_every_frame_in_order_and_is_counted(daphne, lobby):
+    # Frames go straight to the kernel while it takes them (choir/wire.py);
+    # once a reader's buffers are full the rest must queue, in order, not vanish.
+    server = daphne(extra_env={"CHOIR_RATE_PER_SECOND": "1000", "CHOIR_RATE_BURST": "1000"})
+    count, pad = 1000, "x" * 3990  # about 4 MB: more than loopback buffers hold (about 3 MB)
+    slow, buffered = await asyncio.to_thread(_raw_handshake, server.port, "/ws/rooms/lobby/?name=slow", 4096)
+    try:
+        async with websockets.connect(server.ws("lobby", "name=poster"), max_queue=None) as poster:
+            await ws_frames(poster, 1, kind="hello")
+            for i in range(count):
+                await poster.send(json.dumps({"type": "say", "body": f"{i:04d}{pad}", "client_id": f"c-{i}"}))
+            await ws_frames(poster, count, timeout=60)
+        queued = await asyncio.to_thread(_metric, server.url, "choir_socket_writes_queued_total")
+        assert queued >= 1, "the slow reader never filled its buffers; the test proves nothing"
+        frames = await asyncio.to_thread(
+            _read_text_frames, slow, buffered, lambda got: sum(f["type"] == "message" for f in got) >= count
+        )
+    finally:
+        slow.close()
+    messages = [f for f in frames if f["type"] == "message"]
+    assert [m["seq"] for m in messages] == list(range(1, count + 1))
+    assert [m["body"][:4] for m in messages] == [f"{i:04d}" for i in range(count)]
+
+
+def _metric(base_url: str, name: str) -> float:
+    from tests.ops_support import scrape, value
+
+    with urllib.request.urlopen(base_url + "/metrics", timeout=10) as response:
+        return value(scrape(response.read().decode()), name)
 
 
 @pytest.mark.e2e
