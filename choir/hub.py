@@ -17,6 +17,7 @@ was stored always reaches every socket, in order, exactly once.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import time
 from collections import Counter
@@ -57,7 +58,7 @@ class Feed:
 
     __slots__ = (
         "room", "listeners", "last_seq", "pending", "known_seq", "gap_task",
-        "names", "joined", "left", "flush_task", "online_names", "online_at",
+        "names", "joined", "left", "flush_task", "online_names", "online_at", "roster",
     )
 
     def __init__(self, room: Room, last_seq: int) -> None:
@@ -73,6 +74,31 @@ class Feed:
         self.flush_task: asyncio.Task | None = None
         self.online_names: set[str] = set()  # the presence store's view, cached briefly
         self.online_at = -1e9
+        self.roster: list[str] | None = None  # online_names and names, sorted; None = rebuild
+
+    def set_online(self, names: set[str]) -> None:
+        self.online_names = names
+        self.roster = None
+
+    def sorted_online(self) -> list[str]:
+        """Everyone online here or elsewhere, sorted; kept up to date, not re-sorted, as locals come and go."""
+        if self.roster is None:
+            self.roster = sorted(self.online_names | self.names.keys(), key=str.casefold)
+        return self.roster
+
+    def local_arrived(self, name: str) -> None:
+        if self.roster is not None and name not in self.online_names:
+            bisect.insort(self.roster, name, key=str.casefold)
+
+    def local_gone(self, name: str) -> None:
+        if self.roster is not None and name not in self.online_names:
+            folded = name.casefold()
+            at = bisect.bisect_left(self.roster, folded, key=str.casefold)
+            while at < len(self.roster) and self.roster[at].casefold() == folded:
+                if self.roster[at] == name:
+                    del self.roster[at]
+                    return
+                at += 1
 
 
 class Hub:
@@ -163,6 +189,7 @@ class Hub:
         metrics.ONLINE.labels(room.slug).inc()
         feed.names[listener.name] += 1
         if feed.names[listener.name] == 1:
+            feed.local_arrived(listener.name)
             self._presence_changed(feed, joined=listener.name)
         return feed
 
@@ -189,6 +216,7 @@ class Hub:
         feed.names[listener.name] -= 1
         if feed.names[listener.name] <= 0:
             del feed.names[listener.name]
+            feed.local_gone(listener.name)
             self._presence_changed(feed, left=listener.name)
         if not feed.listeners:
             await self._drop_feed(feed)
@@ -213,10 +241,11 @@ class Hub:
         # Read the store at most once a second per room: a crowd arriving
         # would otherwise read the whole set once per arrival.
         if time.monotonic() - feed.online_at > self.ONLINE_CACHE:
-            feed.online_names = await self.presence.names(feed.room.pk)
+            feed.set_online(await self.presence.names(feed.room.pk))
             feed.online_at = time.monotonic()
-        names = feed.online_names | feed.names.keys()  # this process's own are always current
-        ordered = sorted(names, key=str.casefold)
+        # Kept sorted as people come and go: a crowd arriving in a big room
+        # would otherwise sort the whole room once per arrival.
+        ordered = feed.sorted_online()
         return ordered[: settings.CHOIR_ONLINE_LIST_MAX], len(ordered)
 
     ROOM_LOAD_TTL = 0.5
@@ -369,7 +398,7 @@ class Hub:
     async def _on_presence(self, feed: Feed, event: events.Event) -> None:
         # Other processes' arrivals and departures keep this hub's cached
         # online view current between reads of the presence store.
-        feed.online_names = (feed.online_names | set(event["joined"])) - set(event["left"])
+        feed.set_online((feed.online_names | set(event["joined"])) - set(event["left"]))
         await self._to_all(feed, event["frame"])
 
     async def _on_typing(self, feed: Feed, event: events.Event) -> None:
@@ -437,7 +466,8 @@ class Hub:
             if joined or left:
                 # One round trip to the store for the whole batch.
                 online = await self.presence.apply(feed.room.pk, added=joined, removed=left) | feed.names.keys()
-                feed.online_names, feed.online_at = online, time.monotonic()
+                feed.set_online(online)
+                feed.online_at = time.monotonic()
                 # A name still connected through another process has not left.
                 left = {name for name in left if name not in online}
                 if joined or left:

@@ -73,3 +73,32 @@ async def test_a_replaying_socket_holds_the_batch_until_it_goes_live(feed_with_t
     sockets[1].cursor = 1
     await hub.go_live(feed, sockets[1])
     assert sockets[1].sent == ["m2"]
+
+
+def test_the_online_roster_stays_sorted_and_exact_as_people_come_and_go():
+    # The hello's `online` list is kept sorted incrementally; it must always
+    # equal sorting, from scratch, everyone the store and this process know.
+    import random
+
+    rng = random.Random(5)
+    feed = Feed(Room(pk=10_001, slug="roster"), last_seq=0)
+    people = ["ann", "Ann", "bo", "BO", "cy", "Zed", "émile", "Émile", "dee", "al"]
+    for step in range(2_000):
+        action = rng.random()
+        name = rng.choice(people)
+        if action < 0.45:
+            feed.names[name] += 1
+            if feed.names[name] == 1:
+                feed.local_arrived(name)
+        elif action < 0.9:
+            if feed.names[name]:
+                feed.names[name] -= 1
+                if feed.names[name] == 0:
+                    del feed.names[name]
+                    feed.local_gone(name)
+        elif action < 0.97:
+            feed.set_online(set(rng.sample(people, rng.randint(0, 4))))
+        roster = feed.sorted_online()
+        expected = feed.online_names | feed.names.keys()
+        assert sorted(roster) == sorted(expected), step
+        assert [n.casefold() for n in roster] == sorted(n.casefold() for n in expected), step
