@@ -258,7 +258,13 @@ def rooms(ctx: Context, name: str, *, count: int, size: int, rate: float, second
     with running(ctx, name) as target, clients(ctx, target) as pool:
         conn = connect(pool, layout, senders)
         ctx.log(f"  {name}: {conn['opened']} sockets in {count} rooms in {conn['seconds']:.1f}s")
-        row, _ = measure_step(ctx, pool, step=0, mode="fixed", rate=rate, duration=seconds, stagger=count)
+        profiler = _Profiler(ctx, target, "rooms") if ctx.profile and target.name == "choir" else None
+        try:
+            row, _ = measure_step(ctx, pool, step=0, mode="fixed", rate=rate, duration=seconds, stagger=count)
+        finally:
+            if profiler is not None:
+                profiler.stop()
+        row["profile"] = profiler.summary if profiler is not None else None
         row.update(
             connections=conn["opened"],
             connect_failed=conn["failed"],
@@ -279,7 +285,13 @@ def chatter(ctx: Context, name: str, *, senders: int, seconds: float) -> dict[st
     with running(ctx, name) as target, clients(ctx, target) as pool:
         before = ctx.db.room_seqs(CHATTER_ROOM) if target.stores else None
         conn = connect(pool, [CHATTER_ROOM] * senders, {i: i for i in range(senders)})
-        row, _ = measure_step(ctx, pool, step=0, mode="acked", rate=0, duration=seconds)
+        profiler = _Profiler(ctx, target, "chatter") if ctx.profile and target.name == "choir" else None
+        try:
+            row, _ = measure_step(ctx, pool, step=0, mode="acked", rate=0, duration=seconds)
+        finally:
+            if profiler is not None:
+                profiler.stop()
+        row["profile"] = profiler.summary if profiler is not None else None
         row.update(connections=conn["opened"], connect_failed=conn["failed"], senders=senders)
     if target.stores:
         after = ctx.db.room_seqs(CHATTER_ROOM)
