@@ -159,13 +159,13 @@ def _store(items: list[tuple[Room, Draft]], outcomes: list[Outcome | None], todo
     with transaction.atomic():
         now = timezone.now()
         # Rooms are locked in primary-key order, so two processes storing
-        # batches that share rooms cannot deadlock.
+        # batches that share rooms cannot deadlock (see allocate_seqs_many).
+        allocated = Room.objects.allocate_seqs_many({room_id: len(indexes) for room_id, indexes in by_room.items()}, now=now)
         for room_id in sorted(by_room):
             indexes = by_room[room_id]
             room = items[indexes[0]][0]
-            try:
-                fresh = Room.objects.allocate_seqs(room_id, len(indexes), now=now)
-            except Room.DoesNotExist:
+            fresh = allocated.get(room_id)
+            if fresh is None:
                 for index in indexes:
                     outcomes[index] = Refusal(Code.FORBIDDEN, "this room is closed", ref=items[index][1].client_id)
                 continue

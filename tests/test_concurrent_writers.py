@@ -1,5 +1,6 @@
 """Several writers posting to one room at once get seqs 1..N, no gap, no duplicate."""
 
+import random
 import subprocess
 import sys
 import threading
@@ -10,6 +11,7 @@ from django.db import connections
 from choir import services
 from choir.access import Singer
 from choir.models import Message, Room
+from choir.services import Draft, Posted
 from tests.support import ROOT, server_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -42,6 +44,39 @@ def test_threads_posting_at_once_get_gap_free_seqs(lobby):
         thread.join()
     assert errors == []
     _assert_gap_free(lobby, 8 * 25)
+
+
+def _post_batches(rooms: list[Room], writer: int, batches: int, errors: list) -> None:
+    singer = Singer(user=None, name=f"mixer-{writer}", guest_key=f"m{writer}")
+    rng = random.Random(writer)
+    try:
+        for b in range(batches):
+            chosen = rng.sample(rooms, k=rng.randint(2, len(rooms)))
+            items = [(room, Draft(singer, f"{writer}:{b}", f"{writer}-{b}")) for room in chosen]
+            errors.extend(o for o in services.messages_post_many(items=items) if not isinstance(o, Posted))
+    except Exception as exc:
+        errors.append(exc)
+    finally:
+        connections.close_all()
+
+
+def test_batches_spanning_shared_rooms_neither_deadlock_nor_leave_gaps(lobby, make_room):
+    # Each batch takes every room's seqs in one statement (allocate_seqs_many);
+    # writers whose batches overlap in any order must queue, not deadlock.
+    rooms = [lobby] + [make_room(f"mix-{i}", guests_may_post=True) for i in range(3)]
+    errors: list = []
+    threads = [threading.Thread(target=_post_batches, args=(rooms, w, 15, errors)) for w in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    for room in rooms:
+        _assert_gap_free(room, Message.objects.filter(room=room).count())
+        # Every writer's posts to a room keep that writer's order.
+        for w in range(6):
+            bodies = list(Message.objects.filter(room=room, author_name=f"mixer-{w}").order_by("seq").values_list("body", flat=True))
+            assert bodies == sorted(bodies, key=lambda body: int(body.split(":")[1]))
 
 
 WRITER = """
