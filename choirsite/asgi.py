@@ -29,3 +29,4 @@ application = ProtocolTypeRouter(
 lifecycle.install_shutdown_hook()
 lifecycle.close_oversized_frames_with_1009()
 lifecycle.skip_autobahn_config_dump()
+lifecycle.freeze_startup_heap()  # last: everything above is loaded for good
