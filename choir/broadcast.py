@@ -11,6 +11,7 @@ import asyncio
 import logging
 import threading
 import time
+from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -64,10 +65,23 @@ def serving_loop() -> asyncio.AbstractEventLoop | None:
 
 
 async def _asend_quietly(room_id: int, event: events.Event) -> None:
+    hub = _this_process_hub()
+    if hub is not None and event.get("type") == events.MESSAGES:
+        # This process's own sockets hear its messages at once, not by way of
+        # Redis: under load the pub/sub round trip and channels-redis' reader
+        # added hundreds of milliseconds (issue 5). The hub drops the copy
+        # that comes back from Redis by seq, as it drops any duplicate.
+        await hub.hear(room_id, {**event, "room_id": room_id, "at": time.time()})
     try:
         await asend(room_id, event)
     except Exception:  # logged and counted by asend
         pass
+
+
+def _this_process_hub() -> Any:
+    from choir.hub import _hubs
+
+    return _hubs.get(asyncio.get_running_loop())
 
 
 async def asend(room_id: int, event: events.Event) -> None:

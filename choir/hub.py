@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextvars
 import logging
 import time
 from collections import Counter
@@ -301,6 +302,16 @@ class Hub:
             except Exception:
                 log.exception("hub failed to handle %s", event.get("type"))
 
+    async def hear(self, room_id: int, event: events.Event) -> None:
+        """A messages event stored by this process, handed over without the channel layer."""
+        feed = self.feeds.get(room_id)
+        if feed is None:
+            return
+        try:
+            await self._on_messages(feed, event)
+        except Exception:
+            log.exception("hub failed to handle a local %s", event.get("type"))
+
     async def _on_messages(self, feed: Feed, event: events.Event) -> None:
         # A batch stored in one transaction arrives as one event; what can go
         # out in seq order now is written to each socket in one write.
@@ -363,7 +374,7 @@ class Hub:
         if seq > feed.known_seq:
             feed.known_seq = seq
         if feed.known_seq > feed.last_seq and (feed.gap_task is None or feed.gap_task.done()):
-            feed.gap_task = asyncio.ensure_future(self._fill_gap(feed))
+            feed.gap_task = _spawn(self._fill_gap(feed))
 
     async def _fill_gap(self, feed: Feed) -> None:
         await asyncio.sleep(settings.CHOIR_GAP_WAIT)
@@ -456,7 +467,7 @@ class Hub:
             else:
                 feed.left.add(left)
         if feed.flush_task is None:
-            feed.flush_task = asyncio.ensure_future(self._flush_presence(feed))
+            feed.flush_task = _spawn(self._flush_presence(feed))
 
     async def _flush_presence(self, feed: Feed) -> None:
         try:
@@ -527,6 +538,17 @@ def _current_seq(room_id: int) -> int:
 
 def _current_seqs(room_ids: list[int]) -> dict[int, int]:
     return dict(Room.objects.filter(pk__in=room_ids).values_list("id", "last_seq"))
+
+
+def _spawn(coroutine: Any) -> asyncio.Task:
+    """Start the hub's own background work in a context of its own.
+
+    A gap can be noticed inside a commit hook handed over from a database
+    thread (choir/broadcast.py); a task started there would inherit asgiref's
+    mark of that thread, and its own database reads would fail with "Single
+    thread executor already being used, would deadlock".
+    """
+    return asyncio.get_running_loop().create_task(coroutine, context=contextvars.Context())
 
 
 async def _write(listener: Listener, outgoing: Outgoing) -> None:

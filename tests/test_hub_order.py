@@ -102,3 +102,55 @@ def test_the_online_roster_stays_sorted_and_exact_as_people_come_and_go():
         expected = feed.online_names | feed.names.keys()
         assert sorted(roster) == sorted(expected), step
         assert [n.casefold() for n in roster] == sorted(n.casefold() for n in expected), step
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_process_hears_its_own_messages_without_the_channel_layer(lobby, monkeypatch):
+    # Its own posts reach its sockets straight from the commit (choir/broadcast.py);
+    # the channel layer carries them to other processes. With the layer
+    # silent and the hub's resync out of the way, only that path can deliver.
+    from choir import broadcast
+    from choir.hub import Hub
+    from tests.support import connect
+
+    monkeypatch.setattr(Hub, "RESYNC_EVERY", 3600.0)  # before the hub starts its loop
+    listener = await connect("lobby")
+    sender = await connect("lobby")
+
+    async def silent(room_id, event):
+        return None
+
+    monkeypatch.setattr(broadcast, "asend", silent)
+    await sender.say("straight from the commit")
+    for sock in (sender, listener):
+        frame = await sock.expect("message")
+        assert (frame["seq"], frame["body"]) == (1, "straight from the commit")
+    await listener.close()
+    await sender.close()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_gap_noticed_in_a_first_hand_delivery_is_filled_from_the_database(lobby, monkeypatch):
+    # Seq 1 is stored but its broadcast is lost; seq 2 arrives first-hand,
+    # from a commit hook run on behalf of a database thread. The gap fill it
+    # starts must still be able to read the database.
+    from channels.db import database_sync_to_async
+
+    from choir import broadcast, services
+    from choir.access import Singer
+    from choir.hub import Hub
+    from tests.support import connect
+
+    monkeypatch.setattr(Hub, "RESYNC_EVERY", 3600.0)
+    listener = await connect("lobby")
+    with monkeypatch.context() as lost:
+        lost.setattr(broadcast, "on_commit", lambda room_id, event: None)
+        await database_sync_to_async(services.message_post)(
+            room=lobby, singer=Singer(user=None, name="ghost", guest_key="g"), body="lost broadcast"
+        )
+    sender = await connect("lobby")
+    await sender.say("heard first-hand")
+    bodies = [(await listener.expect("message", timeout=5))["body"] for _ in range(2)]
+    assert bodies == ["lost broadcast", "heard first-hand"]
+    await listener.close()
+    await sender.close()
