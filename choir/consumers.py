@@ -7,6 +7,7 @@ channel-layer channel of its own.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
@@ -26,8 +27,11 @@ from choir.models import Room
 from choir.protocol import Close, Code, Refusal
 from choir.selectors import messages_after
 from choir.wire import OPEN, Outgoing
+from choir.writer import settled
 
 log = logging.getLogger("choir.socket")
+
+MAX_SAYS_IN_FLIGHT = 32  # posts of one socket queued or being stored at once
 
 
 class RoomConsumer(AsyncWebsocketConsumer):
@@ -97,6 +101,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.closing = False
         self.strikes = 0
         self.last_typing = 0.0
+        self.saying: set[asyncio.Task] = set()
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         requested_name = (query.get("name") or [None])[0]
         slug = self.scope["url_route"]["kwargs"]["slug"]
@@ -248,7 +253,27 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def on_say(self, command: protocol.Say) -> None:
         assert self.feed is not None
-        posted = await get_hub().writer.post(self.feed.room, services.Draft(self.singer, command.body, command.client_id))
+        # Queued now, in the order the frames came, then settled in the
+        # background: the socket reads its next frame without waiting for
+        # the store, so one fast client is not capped at one store at a time.
+        future = get_hub().writer.submit(self.feed.room, services.Draft(self.singer, command.body, command.client_id))
+        task = asyncio.ensure_future(self._settle_say(future, command.client_id))
+        self.saying.add(task)
+        task.add_done_callback(self.saying.discard)
+        if len(self.saying) >= MAX_SAYS_IN_FLIGHT:
+            # Back-pressure: stop reading this socket until a store lands.
+            await asyncio.wait(self.saying, return_when=asyncio.FIRST_COMPLETED)
+
+    async def _settle_say(self, future: asyncio.Future, client_id: str | None) -> None:
+        try:
+            posted = await settled(future)
+        except Refusal as refusal:
+            await self.refuse(refusal)
+            return
+        except Exception:
+            logs.socket_fault(self)
+            await self.refuse(Refusal(Code.UNAVAILABLE, "the server failed on this frame; retry with the same client_id", ref=client_id))
+            return
         if not posted.created:
             await self.send(text_data=posted.frame)
         # A new message's acknowledgement is its broadcast, delivered in seq

@@ -29,15 +29,16 @@ class Writer:
 
     async def post(self, room: Room, draft: services.Draft) -> services.Posted:
         """Store one message (batched with whatever else is waiting); raises Refusal."""
+        return await settled(self.submit(room, draft))
+
+    def submit(self, room: Room, draft: services.Draft) -> asyncio.Future:
+        """Queue one message now, in call order; the future holds its Posted or Refusal."""
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         self.pending.append((room, draft, future))
         if not self.draining:
             self.draining = True
             asyncio.ensure_future(self._drain())
-        outcome = await future
-        if isinstance(outcome, Refusal):
-            raise outcome
-        return outcome
+        return future
 
     async def _drain(self) -> None:
         # One batch at a time keeps each room's posts in arrival order.
@@ -59,3 +60,11 @@ class Writer:
                         future.set_result(outcome)
         finally:
             self.draining = False
+
+
+async def settled(future: asyncio.Future) -> services.Posted:
+    """What `submit` stored; raises its Refusal."""
+    outcome = await future
+    if isinstance(outcome, Refusal):
+        raise outcome
+    return outcome

@@ -363,3 +363,44 @@ async def test_a_handshake_while_the_database_is_down_closes_with_1013_and_a_rea
     closing = await sock.expect("closing")
     assert closing["code"] == 1013 and "unavailable" in closing["reason"]
     assert await sock.closed() == 1013
+
+
+async def test_a_socket_sending_without_waiting_gets_every_post_stored_in_its_order(lobby):
+    # A socket's posts are stored in the background, in the order they came,
+    # while it goes on reading: a burst is neither reordered nor lost, and a
+    # retry inside the burst still gets its original.
+    sock = await connect("lobby")
+    listener = await connect("lobby")
+    for i in range(40):
+        await sock.say(f"burst {i}", client_id=f"burst-{i}")
+    await sock.say("burst 3 again", client_id="burst-3")
+    seqs = [(await sock.expect("message"))["seq"] for _ in range(41)]
+    # Seq 4 twice (its broadcast and the retry's answer, the same frame), the rest once, in order.
+    assert seqs.count(4) == 2
+    assert [seq for seq in seqs if seq != 4] == [seq for seq in range(1, 41) if seq != 4]
+    heard = [await listener.expect("message") for _ in range(40)]
+    assert [(m["seq"], m["body"]) for m in heard] == [(i + 1, f"burst {i}") for i in range(40)]
+    await listener.nothing()
+    await sock.close()
+    await listener.close()
+
+
+async def test_a_socket_keeps_reading_while_its_post_is_being_stored(lobby, monkeypatch):
+    import threading
+
+    release = threading.Event()
+    real = services.messages_post_many
+
+    def slow_store(**kwargs):
+        release.wait(10)
+        return real(**kwargs)
+
+    monkeypatch.setattr(services, "messages_post_many", slow_store)
+    sock = await connect("lobby")
+    await sock.say("a slow store", client_id="slow-1")
+    await sock.send({"type": "ping"})
+    await sock.expect("pong")  # answered while the post is still being stored
+    release.set()
+    ack = await sock.expect("message")
+    assert (ack["seq"], ack["client_id"]) == (1, "slow-1")
+    await sock.close()
