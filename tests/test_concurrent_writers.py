@@ -17,7 +17,7 @@ from tests.support import ROOT, server_env
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def _post_many(room: Room, writer: int, count: int, errors: list) -> None:
+def _post_many(room: Room, writer: int, errors: list, count: int = 25) -> None:
     singer = Singer(user=None, name=f"writer-{writer}", guest_key=f"w{writer}")
     try:
         for i in range(count):
@@ -35,18 +35,23 @@ def _assert_gap_free(room: Room, expected: int) -> None:
     assert room.last_seq == expected
 
 
-def test_threads_posting_at_once_get_gap_free_seqs(lobby):
+def _run_writers(target, writers: int, *args) -> list:
+    """Run `writers` threads of target(*args, writer, errors) at once; what went wrong."""
     errors: list = []
-    threads = [threading.Thread(target=_post_many, args=(lobby, w, 25, errors)) for w in range(8)]
+    threads = [threading.Thread(target=target, args=(*args, w, errors)) for w in range(writers)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert errors == []
+    return errors
+
+
+def test_threads_posting_at_once_get_gap_free_seqs(lobby):
+    assert _run_writers(_post_many, 8, lobby) == []
     _assert_gap_free(lobby, 8 * 25)
 
 
-def _post_batches(rooms: list[Room], writer: int, batches: int, errors: list) -> None:
+def _post_batches(rooms: list[Room], writer: int, errors: list, batches: int = 15) -> None:
     singer = Singer(user=None, name=f"mixer-{writer}", guest_key=f"m{writer}")
     rng = random.Random(writer)
     try:
@@ -64,13 +69,7 @@ def test_batches_spanning_shared_rooms_neither_deadlock_nor_leave_gaps(lobby, ma
     # Each batch takes every room's seqs in one statement (allocate_seqs_many);
     # writers whose batches overlap in any order must queue, not deadlock.
     rooms = [lobby] + [make_room(f"mix-{i}", guests_may_post=True) for i in range(3)]
-    errors: list = []
-    threads = [threading.Thread(target=_post_batches, args=(rooms, w, 15, errors)) for w in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    assert _run_writers(_post_batches, 6, rooms) == []
     for room in rooms:
         _assert_gap_free(room, Message.objects.filter(room=room).count())
         # Every writer's posts to a room keep that writer's order.

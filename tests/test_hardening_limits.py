@@ -294,10 +294,8 @@ def _read_text_frames(sock: socket.socket, buffered: bytes, until: Any) -> list[
     """Server frames (unmasked) parsed off a raw socket until `until(frames)` holds."""
     frames: list[dict] = []
     data = buffered
-    while not until(frames):
-        while True:
-            if len(data) < 2:
-                break
+    while True:
+        while len(data) >= 2:
             opcode, length, start = data[0] & 0x0F, data[1] & 0x7F, 2
             if length == 126:
                 length, start = int.from_bytes(data[2:4], "big"), 4
@@ -308,10 +306,11 @@ def _read_text_frames(sock: socket.socket, buffered: bytes, until: Any) -> list[
             payload, data = data[start : start + length], data[start + length :]
             if opcode == 0x1:
                 frames.append(json.loads(payload))
+        if until(frames):
+            return frames
         chunk = sock.recv(65536)
         assert chunk, f"closed after {len(frames)} frames"
         data += chunk
-    return frames
 
 
 @pytest.mark.e2e
@@ -339,9 +338,10 @@ async def test_a_peer_that_stops_answering_pings_is_dropped_and_leaves_presence(
 async def test_a_reader_that_falls_behind_gets_every_frame_in_order_and_is_counted(daphne, lobby):
     # Frames go straight to the kernel while it takes them (choir/wire.py);
     # once a reader's buffers are full the rest must queue, in order, not vanish.
-    server = daphne(extra_env={"CHOIR_RATE_PER_SECOND": "1000", "CHOIR_RATE_BURST": "1000"})
-    count, pad = 1000, "x" * 3990  # about 4 MB: more than loopback buffers hold (about 3 MB)
-    slow, buffered = await asyncio.to_thread(_raw_handshake, server.port, "/ws/rooms/lobby/?name=slow", 4096)
+    # No pings: this reader could not answer them while it is not reading.
+    server = daphne(extra_env={"CHOIR_RATE_PER_SECOND": "1000", "CHOIR_RATE_BURST": "1000", "CHOIR_PING_INTERVAL": "600"})
+    count, pad = 1300, "x" * 3990  # about 5.2 MB: more than loopback buffers hold here (about 4.3 MB)
+    slow, buffered = await asyncio.to_thread(_raw_handshake, server.port, "/ws/rooms/lobby/?name=slow", 65536)
     try:
         async with websockets.connect(server.ws("lobby", "name=poster"), max_queue=None) as poster:
             await ws_frames(poster, 1, kind="hello")
