@@ -71,7 +71,7 @@ async def _asend_quietly(room_id: int, event: events.Event) -> None:
         # Redis: under load the pub/sub round trip and channels-redis' reader
         # added hundreds of milliseconds (issue 5). The hub drops the copy
         # that comes back from Redis by seq, as it drops any duplicate.
-        await hub.hear(room_id, {**event, "room_id": room_id, "at": time.time()})
+        await hub.hear({**event, "room_id": room_id, "at": time.time()})
     try:
         await asend(room_id, event)
     except Exception:  # logged and counted by asend

@@ -231,13 +231,17 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 return
             await self.refuse(refusal)
         except Exception:
-            logs.socket_fault(self)
-            await self.refuse(Refusal(Code.UNAVAILABLE, "the server failed on this frame; retry with the same client_id"))
+            await self.fault()
 
     async def refuse(self, refusal: Refusal) -> None:
         metrics.REFUSALS.labels(refusal.code).inc()
         logs.refusal(self, refusal.code, refusal.detail, ref=refusal.ref)
         await self.send(text_data=protocol.error_frame(refusal))
+
+    async def fault(self, ref: str | None = None) -> None:
+        """Our failure on a frame: logged with its traceback, and the sender told to retry."""
+        logs.socket_fault(self)
+        await self.refuse(Refusal(Code.UNAVAILABLE, "the server failed on this frame; retry with the same client_id", ref=ref))
 
     def _throttle(self, ref: str | None) -> None:
         if self.bucket is None:
@@ -271,8 +275,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self.refuse(refusal)
             return
         except Exception:
-            logs.socket_fault(self)
-            await self.refuse(Refusal(Code.UNAVAILABLE, "the server failed on this frame; retry with the same client_id", ref=client_id))
+            await self.fault(client_id)
             return
         if not posted.created:
             await self.send(text_data=posted.frame)

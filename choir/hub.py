@@ -122,6 +122,15 @@ class Hub:
         self._tasks: list[asyncio.Task] = []
         self._started = False
         self._start_lock = asyncio.Lock()
+        self._handlers = {
+            events.MESSAGES: self._on_messages,
+            events.UPDATE: self._on_update,
+            events.PRESENCE: self._on_presence,
+            events.TYPING: self._on_typing,
+            events.CLOSE: self._on_close,
+            events.EJECT: self._on_eject,
+            events.ROOM_CHANGED: self._on_room_changed,
+        }
 
     # Lifecycle -------------------------------------------------------------
 
@@ -275,15 +284,6 @@ class Hub:
     # Delivery --------------------------------------------------------------
 
     async def _receive_loop(self) -> None:
-        handlers = {
-            events.MESSAGES: self._on_messages,
-            events.UPDATE: self._on_update,
-            events.PRESENCE: self._on_presence,
-            events.TYPING: self._on_typing,
-            events.CLOSE: self._on_close,
-            events.EJECT: self._on_eject,
-            events.ROOM_CHANGED: self._on_room_changed,
-        }
         while True:
             try:
                 event = await self.layer.receive(self.channel_name)
@@ -293,24 +293,18 @@ class Hub:
                 log.warning("hub receive failed; retrying", exc_info=True)
                 await asyncio.sleep(0.5)
                 continue
-            feed = self.feeds.get(event.get("room_id", -1))
-            handler = handlers.get(event.get("type"))
-            if feed is None or handler is None:
-                continue
-            try:
-                await handler(feed, event)
-            except Exception:
-                log.exception("hub failed to handle %s", event.get("type"))
+            await self.hear(event)
 
-    async def hear(self, room_id: int, event: events.Event) -> None:
-        """A messages event stored by this process, handed over without the channel layer."""
-        feed = self.feeds.get(room_id)
-        if feed is None:
+    async def hear(self, event: events.Event) -> None:
+        """Handle one room event: from the channel layer, or first-hand from this process's commits."""
+        feed = self.feeds.get(event.get("room_id", -1))
+        handler = self._handlers.get(event.get("type"))
+        if feed is None or handler is None:
             return
         try:
-            await self._on_messages(feed, event)
+            await handler(feed, event)
         except Exception:
-            log.exception("hub failed to handle a local %s", event.get("type"))
+            log.exception("hub failed to handle %s", event.get("type"))
 
     async def _on_messages(self, feed: Feed, event: events.Event) -> None:
         # A batch stored in one transaction arrives as one event; what can go

@@ -27,10 +27,6 @@ class Writer:
         self.pending: list[tuple[Room, services.Draft, asyncio.Future]] = []
         self.draining = False
 
-    async def post(self, room: Room, draft: services.Draft) -> services.Posted:
-        """Store one message (batched with whatever else is waiting); raises Refusal."""
-        return await settled(self.submit(room, draft))
-
     def submit(self, room: Room, draft: services.Draft) -> asyncio.Future:
         """Queue one message now, in call order; the future holds its Posted or Refusal."""
         future: asyncio.Future = asyncio.get_running_loop().create_future()

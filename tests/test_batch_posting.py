@@ -11,6 +11,7 @@ from choir.hub import get_hub
 from choir.models import Message, Room
 from choir.protocol import Refusal
 from choir.services import Draft, Posted
+from choir.writer import settled
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -91,7 +92,7 @@ async def test_the_writer_gathers_posts_that_arrive_together(lobby, monkeypatch)
 
     monkeypatch.setattr(services, "messages_post_many", spy)
     writer = get_hub().writer
-    posted = await asyncio.gather(*(writer.post(lobby, Draft(ann, f"n{i}")) for i in range(30)))
+    posted = await asyncio.gather(*(settled(writer.submit(lobby, Draft(ann, f"n{i}"))) for i in range(30)))
     assert sorted(p.message.seq for p in posted) == list(range(1, 31))
     assert sum(batches) == 30 and len(batches) < 30
     rows = await database_sync_to_async(lambda: list(Message.objects.order_by("seq").values_list("body", flat=True)))()
