@@ -1,9 +1,7 @@
-"""Every change to Choir's state: store it, then broadcast it once committed.
+"""Posting, editing and deleting messages: check, store, then broadcast on commit.
 
-The consumer, the views, the admin and the management commands all call these
-functions; nothing else writes rooms or messages or talks to the channel layer.
-Each raises `protocol.Refusal` when the change is not allowed, so every caller
-reports refusals the same way.
+The socket writer (choir/writer.py) batches posts through `messages_post_many`;
+everything else posts one message with `message_post`.
 """
 
 from __future__ import annotations
@@ -19,11 +17,13 @@ from django.utils import timezone
 
 from choir import broadcast, events, metrics, protocol
 from choir.access import Access, Singer, Standing, access_for, standing_in
-from choir.models import Membership, Message, ModerationAction, Room, Sanction
-from choir.protocol import Close, Code, Refusal
+from choir.models import Message, Room
+from choir.protocol import Code, Refusal
 from choir.selectors import message_frame
+from choir.services import audit
 
 log = logging.getLogger("choir.services")
+
 
 SYSTEM_NAME = "Choir"
 
@@ -296,21 +296,11 @@ def message_edit(*, room: Room, actor: Singer, seq: int, body: str, moderator: b
         message.edited_at = timezone.now()
         message.save(update_fields=["body", "edited_at"])
         if message.author_id != actor.user_id:
-            _record(actor, room, "edit", target_user_id=message.author_id, target_seq=seq)
+            audit.record(actor, room, "edit", target_user_id=message.author_id, target_seq=seq)
         broadcast.on_commit(
             room.pk, events.update(protocol.edited_frame(room=room.slug, seq=seq, body=body, edited_at=message.edited_at))
         )
     return message
-
-
-REDACTED = "[redacted by a moderator]"
-
-
-def message_redact(*, room: Room, actor: Singer, seq: int) -> Message:
-    """Replace a message's text, keeping that it was there (moderators only)."""
-    if not access_for(room, actor).is_conductor:
-        raise Refusal(Code.FORBIDDEN, "only conductors may redact messages")
-    return message_edit(room=room, actor=actor, seq=seq, body=REDACTED, moderator=True)
 
 
 def message_delete(*, room: Room, actor: Singer, seq: int, moderator: bool = False) -> Message:
@@ -323,156 +313,9 @@ def message_delete(*, room: Room, actor: Singer, seq: int, moderator: bool = Fal
         message.body = ""
         message.save(update_fields=["deleted_at", "body"])
         if message.author_id != actor.user_id:
-            _record(actor, room, "delete", target_user_id=message.author_id, target_seq=seq)
+            audit.record(actor, room, "delete", target_user_id=message.author_id, target_seq=seq)
         broadcast.on_commit(room.pk, events.update(protocol.deleted_frame(room=room.slug, seq=seq)))
     return message
-
-
-def messages_delete(*, messages: list[Message], actor: Singer) -> int:
-    """Bulk delete (admin action); each deletion is broadcast to its room."""
-    count = 0
-    for message in messages:
-        if message.deleted_at is None:
-            message_delete(room=message.room, actor=actor, seq=message.seq, moderator=True)
-            count += 1
-    return count
-
-
-def room_create(
-    *, slug: str, title: str, actor: Singer | None = None, **fields: Any
-) -> Room:
-    room = Room.objects.create(slug=slug, title=title, **fields)
-    if actor is not None and actor.user is not None:
-        _record(actor, room, "room_create")
-    return room
-
-
-def room_save(*, room: Room, actor: Singer | None, changed: list[str]) -> Room:
-    """Save a room edited as a whole (the admin form) and tell open sockets.
-
-    Archiving closes every socket with 4410; any other change makes every
-    process reload the room, so mode, guest and slow-mode rules apply at once.
-    """
-    if room.pk is None:
-        with transaction.atomic():
-            room.save()
-            _record(actor, room, "room_create")
-        return room
-    previous = Room.objects.filter(pk=room.pk).values_list("status", flat=True).first()
-    fields = [name for name in changed if name not in {"status", "last_seq", "last_message_at"}]
-    with transaction.atomic():
-        if fields:
-            room.save(update_fields=fields)
-            _record(actor, room, "room_update", detail=", ".join(fields))
-            broadcast.on_commit(room.pk, events.room_changed())
-    if "status" in changed and room.status != previous:
-        if room.status == Room.Status.ARCHIVED:
-            room_archive(room=room, actor=actor)
-        else:
-            room_reopen(room=room, actor=actor)
-    return room
-
-
-def room_ensure_lobby() -> Room:
-    """The public room every fresh install has, where guests may post."""
-    room, _ = Room.objects.get_or_create(
-        slug="lobby",
-        defaults={"title": "Lobby", "topic": "Say hello to the choir", "is_public": True, "guests_may_post": True},
-    )
-    return room
-
-
-def room_archive(*, room: Room, actor: Singer | None, reason: str = "this room was closed") -> Room:
-    """Close a room: every open socket gets `closing` and 4410, on every process."""
-    with transaction.atomic():
-        Room.objects.filter(pk=room.pk).update(status=Room.Status.ARCHIVED)
-        room.status = Room.Status.ARCHIVED
-        _record(actor, room, "room_archive", detail=reason)
-        broadcast.on_commit(room.pk, events.close(Close.ROOM_CLOSED, reason))
-    return room
-
-
-def room_delete(*, room: Room, actor: Singer | None) -> None:
-    """Delete a room and its history; open sockets get `closing` and 4410 first."""
-    with transaction.atomic():
-        _record(actor, None, "room_delete", detail=f"{room.slug}: {room.title}")
-        broadcast.on_commit(room.pk, events.close(Close.ROOM_CLOSED, "this room was deleted"))
-        room.delete()
-
-
-def room_reopen(*, room: Room, actor: Singer | None) -> Room:
-    with transaction.atomic():
-        Room.objects.filter(pk=room.pk).update(status=Room.Status.OPEN)
-        room.status = Room.Status.OPEN
-        _record(actor, room, "room_reopen")
-        broadcast.on_commit(room.pk, events.room_changed())
-    return room
-
-
-def room_set_slow_mode(*, room: Room, actor: Singer, seconds: int) -> Room:
-    _require_conductor(room, actor)
-    if seconds < 0 or seconds > 86_400:
-        raise Refusal(Code.INVALID, "slow mode must be between 0 and 86400 seconds")
-    with transaction.atomic():
-        Room.objects.filter(pk=room.pk).update(slow_mode_seconds=seconds)
-        room.slow_mode_seconds = seconds
-        _record(actor, room, "slow_mode", detail=f"{seconds} s")
-        broadcast.on_commit(room.pk, events.room_changed())
-    return room
-
-
-def user_mute(*, room: Room, actor: Singer, user: Any, minutes: int | None, reason: str = "") -> Sanction:
-    """Stop a user posting in a room for a time (None = until lifted)."""
-    _require_conductor(room, actor)
-    _refuse_self_or_staff(actor, user)
-    until = timezone.now() + timedelta(minutes=minutes) if minutes else None
-    with transaction.atomic():
-        sanction = Sanction.objects.create(
-            room=room, user=user, kind=Sanction.Kind.MUTE, until=until, reason=reason, created_by=actor.user
-        )
-        _record(actor, room, "mute", target_user_id=user.pk, detail=f"{minutes or 'indefinitely'} min {reason}".strip())
-    return sanction
-
-
-def user_ban(*, room: Room, actor: Singer, user: Any, reason: str = "") -> Sanction:
-    """Ban a user from a room: their open sockets close with 4403 at once."""
-    _require_conductor(room, actor)
-    _refuse_self_or_staff(actor, user)
-    with transaction.atomic():
-        sanction = Sanction.objects.create(
-            room=room, user=user, kind=Sanction.Kind.BAN, reason=reason, created_by=actor.user
-        )
-        _record(actor, room, "ban", target_user_id=user.pk, detail=reason)
-        broadcast.on_commit(room.pk, events.eject(user.pk, Close.FORBIDDEN, "you were banned from this room"))
-    return sanction
-
-
-def sanction_lift(*, room: Room, actor: Singer, user: Any, kind: str) -> int:
-    """Lift a user's active mutes or bans in a room; returns how many."""
-    _require_conductor(room, actor)
-    with transaction.atomic():
-        lifted = Sanction.objects.filter(room=room, user=user, kind=kind, lifted_at__isnull=True).update(
-            lifted_at=timezone.now()
-        )
-        if lifted:
-            _record(actor, room, f"un{kind}", target_user_id=user.pk)
-    return lifted
-
-
-def membership_set(*, room: Room, actor: Singer | None, user: Any, role: str) -> Membership:
-    with transaction.atomic():
-        membership, _ = Membership.objects.update_or_create(room=room, user=user, defaults={"role": role})
-        _record(actor, room, "membership", target_user_id=user.pk, detail=role)
-    return membership
-
-
-def membership_remove(*, room: Room, actor: Singer | None, user: Any) -> None:
-    """Take someone out of a room; in a private room their sockets close with 4403."""
-    with transaction.atomic():
-        Membership.objects.filter(room=room, user=user).delete()
-        _record(actor, room, "membership_remove", target_user_id=user.pk)
-        if not room.is_public:
-            broadcast.on_commit(room.pk, events.eject(user.pk, Close.FORBIDDEN, "you are no longer a member of this room"))
 
 
 def messages_prune(
@@ -503,48 +346,6 @@ def messages_prune(
         if on_batch is not None:
             on_batch(len(ids))
     if deleted:
-        _record(None, room, "prune", detail=f"{deleted} messages before {older_than:%Y-%m-%d %H:%M}")
+        audit.record(None, room, "prune", detail=f"{deleted} messages before {older_than:%Y-%m-%d %H:%M}")
     return deleted
 
-
-def announce(*, room: Room, text: str, actor: Singer | None = None) -> Posted:
-    """Post to a room from outside a socket: admin, a command, other Django code.
-
-    Stored, sequenced and broadcast exactly like a message sent on a socket.
-    """
-    if actor is None or actor.user is None:
-        actor = Singer(user=None, name=SYSTEM_NAME, guest_key="system")
-    if not room.is_open:
-        raise Refusal(Code.FORBIDDEN, "this room is closed")
-    return message_post(room=room, singer=actor, body=text, announcement=True)
-
-
-def _require_conductor(room: Room, actor: Singer) -> None:
-    if not access_for(room, actor).is_conductor:
-        raise Refusal(Code.FORBIDDEN, "only conductors and staff may moderate this room")
-
-
-def _refuse_self_or_staff(actor: Singer, user: Any) -> None:
-    if actor.user is not None and actor.user.pk == user.pk:
-        raise Refusal(Code.INVALID, "you cannot moderate yourself")
-    if user.is_staff:
-        raise Refusal(Code.FORBIDDEN, "staff cannot be muted or banned")
-
-
-def _record(
-    actor: Singer | None,
-    room: Room | None,
-    action: str,
-    *,
-    target_user_id: int | None = None,
-    target_seq: int | None = None,
-    detail: str = "",
-) -> None:
-    ModerationAction.objects.create(
-        actor=actor.user if actor is not None else None,
-        room=room,
-        action=action,
-        target_user_id=target_user_id,
-        target_seq=target_seq,
-        detail=detail[:500],
-    )
