@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.conf import settings
+from choir.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 

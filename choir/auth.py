@@ -6,7 +6,7 @@ from typing import Any
 
 from channels.auth import AuthMiddleware
 from channels.sessions import CookieMiddleware, SessionMiddleware
-from django.conf import settings
+from choir.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.http.cookie import parse_cookie
 

@@ -17,7 +17,7 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
-from django.conf import settings
+from choir.conf import settings
 from django.db import DatabaseError
 
 from choir import logs, metrics, presence, protocol, services

@@ -14,7 +14,7 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from django.conf import settings
+from choir.conf import settings
 from django.contrib import admin
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
@@ -43,12 +43,12 @@ def online_names(room_ids: list[int]) -> dict[int, list[str]]:
     names: dict[int, set[str]] = {room_id: set() for room_id in room_ids}
     if not room_ids:
         return {}
-    if settings.REDIS_URLS:
+    if settings.CHOIR_REDIS_URLS:
         import redis
 
-        prefix = settings.CHANNEL_LAYERS["default"]["CONFIG"].get("prefix", "choir")
+        prefix = settings.CHOIR_REDIS_PREFIX
         now = time.time()
-        clients = [redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2) for url in settings.REDIS_URLS]
+        clients = [redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2) for url in settings.CHOIR_REDIS_URLS]
         try:
             for room_id in room_ids:
                 members = clients[room_id % len(clients)].zrangebyscore(f"{prefix}:presence:{room_id}", now, "+inf")

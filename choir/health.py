@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.conf import settings
+from choir.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
@@ -21,11 +21,11 @@ def _check_database() -> None:
 
 
 def _check_channel_layer() -> None:
-    if not settings.REDIS_URLS:
+    if not settings.CHOIR_REDIS_URLS:
         return  # the in-memory layer lives in this process
     import redis
 
-    for url in settings.REDIS_URLS:
+    for url in settings.CHOIR_REDIS_URLS:
         client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
         try:
             client.ping()

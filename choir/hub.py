@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
-from django.conf import settings
+from choir.conf import settings
 
 from choir import events, metrics, presence, protocol
 from choir.models import Room

@@ -24,7 +24,7 @@ import threading
 import time
 from typing import Any
 
-from django.conf import settings
+from choir.conf import settings
 
 from choir.middleware import _VALID_ID, request_id
 
@@ -184,7 +184,7 @@ class RecentRefusals:
     def record(self, *, code: str, room: str | None, user: str | None) -> None:
         entry = {"at": time.time(), "code": code, "room": room, "user": user, "pid": os.getpid()}
         self.local.appendleft(entry)
-        if not settings.REDIS_URLS or not self._may_write():
+        if not settings.CHOIR_REDIS_URLS or not self._may_write():
             return
         try:
             asyncio.get_running_loop().run_in_executor(None, self._push, entry)
@@ -193,7 +193,7 @@ class RecentRefusals:
 
     def latest(self, limit: int = KEEP) -> list[dict[str, Any]]:
         """Newest first; from Redis when configured (all processes), else this process."""
-        if settings.REDIS_URLS:
+        if settings.CHOIR_REDIS_URLS:
             try:
                 rows = self._redis().lrange(self.key(), 0, limit - 1)
                 return [json.loads(row) for row in rows]
@@ -219,7 +219,7 @@ class RecentRefusals:
             socket_log.debug("could not keep a refusal in Redis", exc_info=True)
 
     def _redis(self) -> Any:
-        url = settings.REDIS_URLS[0]
+        url = settings.CHOIR_REDIS_URLS[0]
         with self._client_lock:
             if url not in self._clients:
                 import redis

@@ -10,7 +10,7 @@ import hmac
 import ipaddress
 import os
 
-from django.conf import settings
+from choir.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
 from django.views.decorators.cache import never_cache
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess

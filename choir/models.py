@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from django.conf import settings
+from choir.conf import settings
 from django.db import connection, models
 from django.db.models import Q
 from django.urls import reverse

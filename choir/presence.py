@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 
-from django.conf import settings
+from choir.conf import settings
 from redis import asyncio as aioredis
 
 from choir import broadcast, events, protocol
@@ -108,8 +108,8 @@ class RedisPresence:
 
 
 def store_for_this_process() -> LocalPresence | RedisPresence:
-    if settings.REDIS_URLS:
-        return RedisPresence(settings.REDIS_URLS, settings.CHANNEL_LAYERS["default"]["CONFIG"].get("prefix", "choir"))
+    if settings.CHOIR_REDIS_URLS:
+        return RedisPresence(settings.CHOIR_REDIS_URLS, settings.CHOIR_REDIS_PREFIX)
     return LocalPresence()
 
 
@@ -126,14 +126,14 @@ def online_counts(room_ids: list[int]) -> dict[int, int]:
     """How many people are online per room, for pages (synchronous code)."""
     if not room_ids:
         return {}
-    if settings.REDIS_URLS:
+    if settings.CHOIR_REDIS_URLS:
         import redis
 
-        prefix = settings.CHANNEL_LAYERS["default"]["CONFIG"].get("prefix", "choir")
+        prefix = settings.CHOIR_REDIS_PREFIX
         counts: dict[int, int] = {}
         now = time.time()
         try:
-            clients = [redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2) for url in settings.REDIS_URLS]
+            clients = [redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2) for url in settings.CHOIR_REDIS_URLS]
             for room_id in room_ids:
                 client = clients[room_id % len(clients)]
                 members = client.zrangebyscore(f"{prefix}:presence:{room_id}", now, "+inf")

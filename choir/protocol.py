@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from django.conf import settings
+from choir.conf import settings
 
 PROTOCOL_VERSION = 1
 CLIENT_ID_MAX = 64

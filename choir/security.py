@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from channels.security.websocket import OriginValidator, WebsocketDenier
-from django.conf import settings
+from choir.conf import settings
 
 
 class OriginOrNoneValidator(OriginValidator):

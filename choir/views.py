@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.conf import settings
+from choir.conf import settings
 from django.contrib import messages as flash
 from django.contrib.auth import login
 from django.contrib.auth.forms import UserCreationForm

@@ -28,7 +28,7 @@ def test_it_is_ready_when_the_database_and_channel_layer_answer(client):
 
 @pytest.mark.django_db
 def test_it_names_the_channel_layer_when_redis_does_not_answer(client, settings):
-    settings.REDIS_URLS = [f"redis://127.0.0.1:{free_port()}/0"]
+    settings.CHOIR_REDIS_URLS = [f"redis://127.0.0.1:{free_port()}/0"]
     response = client.get("/readyz")
     assert response.status_code == 503
     body = response.json()

@@ -1,7 +1,7 @@
 from datetime import timedelta
 from typing import Any
 
-from django.conf import settings
+from choir.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 

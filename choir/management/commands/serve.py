@@ -21,7 +21,7 @@ import tempfile
 import time
 from typing import Any
 
-from django.conf import settings
+from choir.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 
@@ -67,7 +67,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, host: str, port: int, workers: int, **options: Any) -> None:
         if workers < 1:
             raise CommandError("--workers must be at least 1")
-        if workers > 1 and not settings.REDIS_URLS:
+        if workers > 1 and not settings.CHOIR_REDIS_URLS:
             raise CommandError("several workers need a shared channel layer: set REDIS_URL")
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)

@@ -1,0 +1,108 @@
+"""Choir's settings and their defaults: the one place both are written.
+
+A project that installs Choir sets any of these in its own settings module
+(`CHOIR_MAX_BODY_CHARS = 2000`); whatever it leaves out takes the default
+here. Choir's code reads them through `choir.conf.settings`, which falls
+through to Django's settings for everything else, and reads on every access
+(never copies at import) so `override_settings` and pytest's `settings`
+fixture apply at once. The site in this repository fills them from the
+environment (choirsite/settings.py), starting from these same defaults.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from django.conf import settings as django_settings
+
+
+def _follow_debug(current: Any) -> bool:
+    return bool(current.DEBUG)
+
+
+DEFAULTS: dict[str, Any] = {
+    # Messages and frames
+    "CHOIR_MAX_BODY_CHARS": 4000,
+    "CHOIR_MAX_FRAME_BYTES": 16_384,
+    "CHOIR_REPLAY_LIMIT": 500,
+    "CHOIR_HISTORY_PAGE_MAX": 200,
+    "CHOIR_PAGE_MESSAGES": 50,
+    "CHOIR_ONLINE_LIST_MAX": 200,
+    # Flood control and connection caps
+    "CHOIR_RATE_PER_SECOND": 5.0,
+    "CHOIR_RATE_BURST": 20,
+    "CHOIR_FLOOD_STRIKES": 20,
+    "CHOIR_TYPING_INTERVAL": 3.0,
+    "CHOIR_MAX_CONNECTIONS_PER_IP": 200,
+    "CHOIR_MAX_CONNECTIONS_PER_USER": 20,
+    # Fan-out healing and presence
+    "CHOIR_GAP_WAIT": 0.25,
+    "CHOIR_PRESENCE_TTL": 60,
+    # Retention (0 = keep forever); rooms may set their own
+    "CHOIR_RETENTION_DAYS": 0,
+    # Daphne, as started by `manage.py serve`
+    "CHOIR_WS_MAX_MESSAGE_BYTES": 65_536,
+    "CHOIR_PING_INTERVAL": 20,
+    "CHOIR_PING_TIMEOUT": 30,
+    "CHOIR_HANDSHAKE_TIMEOUT": 10,
+    "CHOIR_PROXY_HEADERS": False,
+    "CHOIR_ACCESS_LOG": _follow_debug,
+    "CHOIR_SERVE_STATIC": _follow_debug,
+    # Operations
+    "CHOIR_METRICS_TOKEN": "",
+    "CHOIR_METRICS_ALLOW": ["127.0.0.1", "::1"],
+    "CHOIR_DESK_WINDOW_MINUTES": 5,
+    # Redis for presence and shared limits: None = the Redis hosts of the
+    # default channel layer, if it is a channels-redis layer.
+    "CHOIR_REDIS_URLS": None,
+    "CHOIR_REDIS_PREFIX": None,
+}
+
+
+def _layer_config() -> dict[str, Any]:
+    layer = getattr(django_settings, "CHANNEL_LAYERS", {}).get("default", {})
+    if "channels_redis" not in str(layer.get("BACKEND", "")):
+        return {}
+    return layer.get("CONFIG", {}) or {}
+
+
+def _host_url(host: Any) -> str:
+    if isinstance(host, str):
+        return host
+    if isinstance(host, dict):
+        return str(host["address"])
+    return f"redis://{host[0]}:{host[1]}"
+
+
+def redis_urls() -> list[str]:
+    """The Redis servers Choir's own state uses (presence, shared limits); [] without Redis."""
+    explicit = getattr(django_settings, "CHOIR_REDIS_URLS", None)
+    if explicit is not None:
+        return list(explicit)
+    return [_host_url(host) for host in _layer_config().get("hosts", [])]
+
+
+def redis_prefix() -> str:
+    explicit = getattr(django_settings, "CHOIR_REDIS_PREFIX", None)
+    if explicit:
+        return str(explicit)
+    return str(_layer_config().get("prefix", "choir"))
+
+
+_DERIVED: dict[str, Callable[[], Any]] = {"CHOIR_REDIS_URLS": redis_urls, "CHOIR_REDIS_PREFIX": redis_prefix}
+
+
+class ChoirSettings:
+    """Django's settings, with Choir's defaults for the CHOIR_ names a project leaves out."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name in _DERIVED:
+            return _DERIVED[name]()
+        if name in DEFAULTS:
+            default = DEFAULTS[name]
+            value = getattr(django_settings, name, default)
+            return value(django_settings) if callable(value) and value is default else value
+        return getattr(django_settings, name)
+
+
+settings = ChoirSettings()
