@@ -220,8 +220,16 @@ class RoomConsumer(AsyncWebsocketConsumer):
             except Refusal as refusal:
                 self._throttle(refusal.ref)  # junk costs a token too, or it could flood unchecked
                 raise
-            # Typing is dropped within its own interval; every other frame costs a token.
-            if not isinstance(command, protocol.Typing):
+            if isinstance(command, protocol.Typing):
+                # Typing costs a token like any frame, but a refused one is
+                # dropped without an answer: it was only a hint.
+                try:
+                    self._throttle(None)
+                except Refusal:
+                    if self.strikes >= settings.CHOIR_FLOOD_STRIKES:
+                        await self.shut(Close.FLOODING, "closed for flooding")
+                    return
+            else:
                 self._throttle(getattr(command, "client_id", None))
             handler = self.handlers[type(command)]
             await handler(self, command)

@@ -100,8 +100,14 @@ def parse_frame(text: str | None = None, data: bytes | None = None) -> Command:
     if text[:1] == "{" or text.lstrip()[:1] == "{":
         try:
             obj = json.loads(text)
+        except json.JSONDecodeError:
+            obj = None  # not JSON after all: plain text, posted as written
+        except RecursionError:
+            raise Refusal(Code.INVALID, "frame is nested too deeply") from None
         except ValueError:
-            obj = None
+            # Valid JSON that Python will not hold, such as an integer of
+            # thousands of digits: junk, not a message.
+            raise Refusal(Code.INVALID, "frame holds a value out of range") from None
     if not isinstance(obj, dict):
         return Say(body=clean_body(text, ref=None), client_id=None)
     return _parse_object(obj)
