@@ -49,9 +49,14 @@ async def shutdown() -> None:
 def install_shutdown_hook() -> None:
     if "twisted.internet.reactor" not in sys.modules:
         return  # not under Daphne (tests, management commands)
-    from twisted.internet import defer, reactor
+    from twisted.internet import defer, reactor, tcp
 
     def before_shutdown():
+        # Stop accepting first: a connection accepted now would be dropped
+        # unanswered, while a refused one is retried against a live process.
+        for reader in reactor.getReaders():
+            if isinstance(reader, tcp.Port):
+                reader.stopListening()
         if not running_hubs():
             return None
         return defer.Deferred.fromFuture(asyncio.ensure_future(shutdown()))
