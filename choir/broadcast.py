@@ -15,6 +15,7 @@ import asyncio
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -33,6 +34,9 @@ STOPPED_LOOP_SEND_TIMEOUT = 1.0
 
 Sink = Callable[[dict[str, Any]], Awaitable[None]]
 _sinks: dict[asyncio.AbstractEventLoop, Sink] = {}
+# Every loop that has served sockets in this process, sink or no sink: a commit
+# hook must know a serving loop that has stopped even after its hub let go.
+_serving: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
 
 
 def add_local_sink(loop: asyncio.AbstractEventLoop, sink: Sink) -> None:
@@ -45,6 +49,7 @@ def add_local_sink(loop: asyncio.AbstractEventLoop, sink: Sink) -> None:
     for old in [known for known in _sinks if known.is_closed()]:
         del _sinks[old]
     _sinks[loop] = sink
+    _serving.add(loop)
 
 
 def remove_local_sink(loop: asyncio.AbstractEventLoop) -> None:
@@ -85,7 +90,7 @@ def send(room_id: int, event: events.Event) -> None:
 
 def serving_loop() -> asyncio.AbstractEventLoop | None:
     """The running event loop of this process's fan-out, when called from another thread."""
-    running = [loop for loop in _sinks if loop.is_running()]
+    running = [loop for loop in list(_serving) if loop.is_running()]
     if len(running) != 1:
         return None
     try:
@@ -97,8 +102,8 @@ def serving_loop() -> asyncio.AbstractEventLoop | None:
 
 
 def _serving_loop_stopped() -> bool:
-    """True once every fan-out loop of this process has stopped running (shutdown)."""
-    return bool(_sinks) and not any(loop.is_running() or loop.is_closed() for loop in _sinks)
+    """True when a loop that served sockets here has stopped but is not closed (shutting down)."""
+    return any(not loop.is_running() and not loop.is_closed() for loop in list(_serving))
 
 
 def _send_on_own_loop(room_id: int, event: events.Event, timeout: float | None) -> None:

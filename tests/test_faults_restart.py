@@ -15,7 +15,10 @@ every client, reconnecting with ?after=, saw every message once, in order.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -38,6 +41,19 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def where_stuck(pids: list[int]) -> str:
+    """The Python stacks of workers that have not exited, for the failure message (py-spy, if it may attach)."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    out = []
+    for pid in pids:
+        try:
+            dump = subprocess.run([spy, "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=20)
+            out.append(dump.stdout + dump.stderr)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            out.append(f"{pid}: no stack ({exc})")
+    return "\n".join(out)
 
 
 async def test_restarts_under_a_write_burst_end_each_worker_quickly_and_lose_nothing(
@@ -75,15 +91,18 @@ async def test_restarts_under_a_write_burst_end_each_worker_quickly_and_lose_not
             signalled = time.monotonic()
             server.proc.send_signal(signal.SIGTERM)
             gone: dict[int, float] = {}
+            stacks = ""
             while len(gone) < len(workers) and time.monotonic() - signalled < 30:
                 for pid in workers:
                     if pid not in gone and not alive(pid):
                         gone[pid] = time.monotonic() - signalled
+                if not stacks and time.monotonic() - signalled > GONE_WITHIN:
+                    stacks = await asyncio.to_thread(where_stuck, [pid for pid in workers if pid not in gone])
                 await asyncio.sleep(0.02)
             await asyncio.to_thread(server.proc.wait, 30)
             server.log.close()
             exits.extend(gone.get(pid, float("inf")) for pid in workers)
-            assert all(pid in gone and gone[pid] < GONE_WITHIN for pid in workers), f"worker exits after SIGTERM: {gone}"
+            assert all(pid in gone and gone[pid] < GONE_WITHIN for pid in workers), f"worker exits after SIGTERM: {gone}\n{stacks}"
             server = await asyncio.to_thread(serve)
         for client in choir:
             client.hush()  # what was sent must still land
