@@ -32,7 +32,7 @@ def visible_rooms(user: Any | None) -> QuerySet[Room]:
     return rooms.filter(is_public=True)
 
 
-def message_dict(room_slug: str, row: dict[str, Any]) -> dict[str, Any]:
+def message_dict(room_slug: str, row: dict[str, Any]) -> protocol.MessageObject:
     return protocol.message_object(
         seq=row["seq"],
         id=row["id"],
@@ -46,11 +46,11 @@ def message_dict(room_slug: str, row: dict[str, Any]) -> dict[str, Any]:
     )
 
 
-def message_frame(message: Message, room_slug: str) -> dict[str, Any]:
+def message_frame(message: Message, room_slug: str) -> protocol.MessageObject:
     return message_dict(room_slug, {field: getattr(message, field) for field in MESSAGE_FIELDS})
 
 
-def messages_after(room: Room, after: int, limit: int, *, upto: int | None = None) -> list[dict[str, Any]]:
+def messages_after(room: Room, after: int, limit: int, *, upto: int | None = None) -> list[protocol.MessageObject]:
     """Messages with seq > after, oldest first."""
     rows = Message.objects.filter(room=room, seq__gt=after)
     if upto is not None:
@@ -58,7 +58,7 @@ def messages_after(room: Room, after: int, limit: int, *, upto: int | None = Non
     return [message_dict(room.slug, row) for row in rows.order_by("seq").values(*MESSAGE_FIELDS)[:limit]]
 
 
-def messages_before(room: Room, before: int | None, limit: int) -> list[dict[str, Any]]:
+def messages_before(room: Room, before: int | None, limit: int) -> list[protocol.MessageObject]:
     """The `limit` messages just before seq `before` (or the latest), oldest first."""
     rows = Message.objects.filter(room=room)
     if before is not None:
@@ -68,7 +68,7 @@ def messages_before(room: Room, before: int | None, limit: int) -> list[dict[str
     return [message_dict(room.slug, row) for row in page]
 
 
-def message_range(room_id: int, room_slug: str, first: int, last: int) -> list[dict[str, Any]]:
+def message_range(room_id: int, room_slug: str, first: int, last: int) -> list[protocol.MessageObject]:
     """Messages first..last inclusive, for a hub filling a gap."""
     rows = Message.objects.filter(room_id=room_id, seq__gte=first, seq__lte=last).order_by("seq")
     return [message_dict(room_slug, row) for row in rows.values(*MESSAGE_FIELDS)]
@@ -98,7 +98,7 @@ def current_seqs(room_ids: list[int]) -> dict[int, int]:
     return dict(Room.objects.filter(pk__in=room_ids).values_list("id", "last_seq"))
 
 
-def replay(room: Room, after: int | None, limit: int) -> tuple[int, list[dict[str, Any]], tuple[int, int] | None]:
+def replay(room: Room, after: int | None, limit: int) -> tuple[int, list[protocol.MessageObject], tuple[int, int] | None]:
     """The room's latest seq and, for a resume after seq `after`, what to replay.
 
     Returns (latest, messages to replay, (from, to) skipped or None). When more

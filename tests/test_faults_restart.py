@@ -49,7 +49,7 @@ def where_stuck(pids: list[int]) -> str:
     out = []
     for pid in pids:
         try:
-            dump = subprocess.run([spy, "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=20)
+            dump = subprocess.run([spy, "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=20, check=False)
             out.append(dump.stdout + dump.stderr)
         except (OSError, subprocess.TimeoutExpired) as exc:
             out.append(f"{pid}: no stack ({exc})")
@@ -81,7 +81,7 @@ async def test_restarts_under_a_write_burst_end_each_worker_quickly_and_lose_not
         for _ in range(RESTARTS):
             before = await total()
 
-            async def posting() -> bool:
+            async def posting(before: int = before) -> bool:
                 return await total() >= before + 30
 
             await wait_for(posting, 60, "30 more messages before the restart")
