@@ -189,8 +189,9 @@ class Hub:
         except Exception:
             log.exception("hub failed to handle %s", event.get("type"))
 
-    async def on_messages(self, feed: Feed, event: events.Messages) -> None:
-        await feed.hear_messages(event["items"], event.get("at"))
+    def on_messages(self, feed: Feed, event: events.Messages) -> Awaitable[None]:
+        # The hot path: hand over the feed's coroutine rather than wrap it in another.
+        return feed.hear_messages(event["items"], event.get("at"))
 
     async def on_update(self, feed: Feed, event: events.Update) -> None:
         await feed.to_all(event["frame"])
