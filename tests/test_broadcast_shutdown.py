@@ -46,7 +46,8 @@ def test_a_commit_hook_on_a_database_thread_does_not_wait_for_its_stopped_loop()
         loop.close()
 
 
-async def test_presence_is_read_through_one_api_sorted_with_counts():
+async def test_presence_is_read_through_one_api_sorted_with_counts(settings):
+    settings.CHOIR_REDIS_URLS = []  # this process's own store
     store = presence.LocalPresence()
     try:
         await store.apply(7, added={"bo", "Ann", "cy"}, removed=set())
@@ -55,6 +56,22 @@ async def test_presence_is_read_through_one_api_sorted_with_counts():
     finally:
         await store.close()
     assert presence.online([7]) == {7: []}
+
+
+async def test_presence_read_api_reads_what_every_process_wrote_to_redis(uses_redis):
+    from choir.conf import settings as choir_settings
+
+    writers = [presence.RedisPresence(choir_settings.CHOIR_REDIS_URLS, choir_settings.CHOIR_REDIS_PREFIX) for _ in range(2)]
+    try:
+        await writers[0].apply(90_001, added={"bo", "Ann"}, removed=set())
+        await writers[1].apply(90_001, added={"Ann", "cy"}, removed=set())
+        online = await asyncio.to_thread(presence.online, [90_001])
+        assert online == {90_001: ["Ann", "bo", "cy"]}
+        assert await asyncio.to_thread(presence.online_counts, [90_001]) == {90_001: 3}
+    finally:
+        for writer in writers:
+            await writer.apply(90_001, added=set(), removed={"bo", "Ann", "cy"})
+        await redis_clients.close_async_clients()
 
 
 async def test_redis_clients_are_shared_per_url_and_per_loop():
