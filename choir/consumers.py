@@ -1,7 +1,7 @@
 """The room socket: parse a frame, call a service, send the answer.
 
-Deliveries do not pass through this class: the process hub (choir/hub.py)
-writes broadcast frames straight to each socket, so a consumer has no
+Deliveries do not pass through this class: the process hub (choir/fanout)
+writes broadcast frames straight to each socket's seat, so a consumer has no
 channel-layer channel of its own.
 """
 
@@ -22,10 +22,11 @@ from django.db import DatabaseError
 
 from choir import logs, metrics, presence, protocol, services
 from choir.access import Access, Singer, Standing, access_for, singer_for
-from choir.hub import Feed, get_hub
+from choir.fanout import Seat, current_hub
 from choir.models import Room
 from choir.protocol import Close, Code, Refusal
-from choir.selectors import messages_after
+from choir.runtime import current_writer
+from choir.selectors import replay, room_by_slug
 from choir.wire import OPEN, Outgoing
 from choir.writer import settled
 
@@ -40,10 +41,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
     is_staff: bool = False
     name: str = ""
     client_ip: str = ""
-    cursor: int = 0
-    backlog: list[tuple[int, str]] | None = None
     wire: Any = None
-    feed: Feed | None = None
+    seat: Seat | None = None
     singer: Singer
     access: Access
 
@@ -89,9 +88,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
             logs.socket_fault(self)
             if not self.accepted:
                 await self.accept()
-            if self.feed is not None:
-                await get_hub().leave(self.feed, self)
-                self.feed = None
+            if self.seat is not None:
+                await current_hub().leave(self.seat)
+                self.seat = None
             await self.shut(Close.TRY_AGAIN, "storage is unavailable; reconnect in a few seconds")
 
     async def _connect(self) -> None:
@@ -105,7 +104,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         requested_name = (query.get("name") or [None])[0]
         slug = self.scope["url_route"]["kwargs"]["slug"]
-        hub = get_hub()
+        hub = current_hub()
         known = None
         if settings.SESSION_COOKIE_NAME not in self.scope.get("cookies", {}):
             # A cookie-less guest has no standing to look up: with the room
@@ -145,14 +144,14 @@ class RoomConsumer(AsyncWebsocketConsumer):
         except ValueError as exc:
             after_error = Refusal(Code.INVALID, f"ignored ?after=: {exc}")
 
-        self.feed = await hub.join(room, self)
+        seat = self.seat = await hub.join(room, self)
         if after is None:
             # Everything stored after this seq reaches the socket through the
             # hub (broadcast or gap fill), so no database read is needed.
-            latest, replay, skipped = self.feed.last_seq, [], None
+            latest, missed, skipped = seat.feed.last_seq, [], None
         else:
-            latest, replay, skipped = await database_sync_to_async(_snapshot)(room, after)
-        online, online_count = await hub.online(self.feed)
+            latest, missed, skipped = await database_sync_to_async(replay)(room, after, settings.CHOIR_REPLAY_LIMIT)
+        online, online_count = await hub.online(seat.feed)
         await self.send(
             text_data=protocol.hello_frame(
                 room={"slug": room.slug, "title": room.title, "topic": room.topic, "mode": room.mode},
@@ -170,17 +169,17 @@ class RoomConsumer(AsyncWebsocketConsumer):
         )
         if after_error is not None:
             await self.send(text_data=protocol.error_frame(after_error))
-        self.cursor = latest if after is None else min(after, latest)
+        seat.cursor = latest if after is None else min(after, latest)
         if after is not None:
             metrics.REPLAYS.inc()
             if skipped is not None:
                 await self.send(text_data=protocol.truncated_frame(*skipped))
-            for frame in replay:
+            for frame in missed:
                 await self.send(text_data=protocol.encode(frame))
-            metrics.REPLAYED_MESSAGES.inc(len(replay))
-            self.cursor = max(self.cursor, latest)
+            metrics.REPLAYED_MESSAGES.inc(len(missed))
+            seat.cursor = max(seat.cursor, latest)
             await self.send(text_data=protocol.synced_frame(latest))
-        await hub.go_live(self.feed, self)
+        await hub.go_live(seat)
         logs.socket_event(self, "connect", after=after)
 
     async def shut(self, code: int, reason: str) -> None:
@@ -201,9 +200,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
         await self.close(code=code)
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
-        if self.feed is not None:
-            await get_hub().leave(self.feed, self)
-            self.feed = None
+        if self.seat is not None:
+            await current_hub().leave(self.seat)
+            self.seat = None
         logs.socket_event(
             self, "disconnect", code=message.get("code"), seconds=round(time.monotonic() - getattr(self, "opened", time.monotonic()), 3)
         )
@@ -212,7 +211,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
     # Frames ---------------------------------------------------------------------
 
     async def websocket_receive(self, message: dict[str, Any]) -> None:
-        if self.feed is None or self.closing:
+        if self.seat is None or self.closing:
             return
         try:
             try:
@@ -255,7 +254,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if self.bucket is None:
             # One bucket per person (user, or guest session), shared by all their sockets here.
             person = f"u:{self.user_id}" if self.user_id is not None else f"g:{self.singer.guest_key}"
-            self.bucket = get_hub().bucket(person)
+            self.bucket = current_hub().bucket(person)
         wait = self.bucket.take()
         if not wait:
             self.strikes = 0
@@ -264,11 +263,11 @@ class RoomConsumer(AsyncWebsocketConsumer):
         raise Refusal(Code.RATE_LIMITED, "slow down", ref=ref, retry_after=wait)
 
     async def on_say(self, command: protocol.Say) -> None:
-        assert self.feed is not None
+        assert self.seat is not None
         # Queued now, in the order the frames came, then settled in the
         # background: the socket reads its next frame without waiting for
         # the store, so one fast client is not capped at one store at a time.
-        future = get_hub().writer.submit(self.feed.room, services.Draft(self.singer, command.body, command.client_id))
+        future = current_writer().submit(self.seat.feed.room, services.Draft(self.singer, command.body, command.client_id))
         task = asyncio.ensure_future(self._settle_say(future, command.client_id))
         self.saying.add(task)
         task.add_done_callback(self.saying.discard)
@@ -296,18 +295,18 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if not self.access.can_post or now - self.last_typing < settings.CHOIR_TYPING_INTERVAL:
             return
         self.last_typing = now
-        assert self.feed is not None
-        await presence.typing(self.feed.room.pk, author=self.name, origin=self.conn_id)
+        assert self.seat is not None
+        await presence.typing(self.seat.feed.room.pk, author=self.name, origin=self.conn_id)
 
     async def on_edit(self, command: protocol.Edit) -> None:
-        assert self.feed is not None
+        assert self.seat is not None
         await database_sync_to_async(services.message_edit)(
-            room=self.feed.room, actor=self.singer, seq=command.seq, body=command.body
+            room=self.seat.feed.room, actor=self.singer, seq=command.seq, body=command.body
         )
 
     async def on_delete(self, command: protocol.Delete) -> None:
-        assert self.feed is not None
-        await database_sync_to_async(services.message_delete)(room=self.feed.room, actor=self.singer, seq=command.seq)
+        assert self.seat is not None
+        await database_sync_to_async(services.message_delete)(room=self.seat.feed.room, actor=self.singer, seq=command.seq)
 
     async def on_ping(self, command: protocol.Ping) -> None:
         await self.send(text_data=protocol.PONG)
@@ -324,26 +323,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
 def _enter(slug: str, user: Any, session: Any, requested_name: str | None) -> tuple[Room | None, Singer, Access]:
     # The session is read here, in a database thread: loading it may query.
     singer = singer_for(user, session, requested_name)
-    room = Room.objects.filter(slug=slug).first()
+    room = room_by_slug(slug)
     if room is None:
         return None, singer, Access(can_view=False, can_post=False, is_conductor=False, is_member=False, banned=False)
     return room, singer, access_for(room, singer)
-
-
-def _snapshot(room: Room, after: int | None) -> tuple[int, list[dict[str, Any]], tuple[int, int] | None]:
-    """The room's latest seq and, for a resume, what to replay.
-
-    Returns (latest, messages to replay, (from, to) skipped or None). When more
-    was missed than the replay limit, the newest messages are replayed and the
-    older range is left for the client to page over HTTP.
-    """
-    latest = Room.objects.filter(pk=room.pk).values_list("last_seq", flat=True).first() or 0
-    if after is None or after >= latest:
-        return latest, [], None
-    limit = settings.CHOIR_REPLAY_LIMIT
-    skipped = None
-    start = after
-    if latest - after > limit:
-        start = latest - limit
-        skipped = (after + 1, start)
-    return latest, messages_after(room, start, limit, upto=latest), skipped

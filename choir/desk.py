@@ -1,6 +1,6 @@
 """The conductor's desk: the live system at a glance, for staff, in admin.
 
-Per room: who is online now (the presence store every process writes), how
+Per room: who is online now (choir.presence.online, from the store every process writes), how
 many messages per minute (from the database, over CHOIR_DESK_WINDOW_MINUTES),
 and the last refusals (choir.logs.recent_refusals). Served at /admin/desk/
 behind `admin.site.admin_view`, so only active staff get past the login page.
@@ -11,20 +11,18 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-import time
 from dataclasses import dataclass, field
 
 from choir.conf import settings
 from django.contrib import admin
-from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
 from prometheus_client import multiprocess
 
-from choir import metrics
+from choir import metrics, presence, selectors
 from choir.logs import recent_refusals
-from choir.models import Message, Room
+from choir.models import Room
 
 log = logging.getLogger("choir.desk")
 
@@ -38,47 +36,14 @@ class RoomRow:
     per_minute: float = 0.0
 
 
-def online_names(room_ids: list[int]) -> dict[int, list[str]]:
-    """Who is online per room, as the presence store has it (choir/presence.py)."""
-    names: dict[int, set[str]] = {room_id: set() for room_id in room_ids}
-    if not room_ids:
-        return {}
-    if settings.CHOIR_REDIS_URLS:
-        import redis
-
-        prefix = settings.CHOIR_REDIS_PREFIX
-        now = time.time()
-        clients = [redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2) for url in settings.CHOIR_REDIS_URLS]
-        try:
-            for room_id in room_ids:
-                members = clients[room_id % len(clients)].zrangebyscore(f"{prefix}:presence:{room_id}", now, "+inf")
-                names[room_id] = {member.decode().split("|", 1)[1] for member in members}
-        except Exception:
-            log.warning("presence unavailable for the desk", exc_info=True)
-        finally:
-            for client in clients:
-                client.close()
-    else:
-        from choir.hub import _hubs
-
-        for hub in list(_hubs.values()):
-            rooms = getattr(hub.presence, "rooms", {})
-            for room_id in room_ids:
-                names[room_id] |= set(rooms.get(room_id, ()))
-    return {room_id: sorted(found, key=str.casefold) for room_id, found in names.items()}
-
-
 def room_rows(now: dt.datetime | None = None) -> list[RoomRow]:
     now = now or timezone.now()
     window = settings.CHOIR_DESK_WINDOW_MINUTES
-    rooms = list(Room.objects.open().order_by("slug"))
+    rooms = selectors.open_rooms()
     ids = [room.pk for room in rooms]
-    recent = Message.objects.filter(room_id__in=ids)
-    in_window = dict(
-        recent.filter(sent_at__gte=now - dt.timedelta(minutes=window)).values_list("room").annotate(n=Count("id"))
-    )
-    last_minute = dict(recent.filter(sent_at__gte=now - dt.timedelta(minutes=1)).values_list("room").annotate(n=Count("id")))
-    online = online_names(ids)
+    in_window = selectors.messages_per_room_since(ids, now - dt.timedelta(minutes=window))
+    last_minute = selectors.messages_per_room_since(ids, now - dt.timedelta(minutes=1))
+    online = presence.online(ids)
     rows = [
         RoomRow(
             room=room,

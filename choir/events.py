@@ -1,26 +1,87 @@
 """Channel-layer group events: the one place their shapes are declared.
 
-Each event names a hub handler (`room.message` -> `Hub.on_room_message`) and
-carries frames already serialised, so a broadcast is encoded once, not once
-per listener.
+Each event's `type` names what the fan-out does with it (choir/fanout/hub.py
+dispatches on it), and carries frames already serialised, so a broadcast is
+encoded once, not once per socket. `choir.broadcast` adds `room_id` and `at`
+(time.time() when sent) to every event on its way out.
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Literal, NotRequired, TypedDict
 
-MESSAGES = "room.messages"  # new messages stored together: {items: [[seq, frame], …]} in seq order
-UPDATE = "room.update"  # edited / deleted: {frame}
-PRESENCE = "room.presence"  # {frame, joined, left}: hubs keep their online view current
-TYPING = "room.typing"  # {frame, origin}: origin's own socket is skipped
-CLOSE = "room.close"  # {code, reason}: close every socket in the room
-EJECT = "room.eject"  # {user_id, code, reason}: close one user's sockets
-ROOM_CHANGED = "room.changed"  # the room's settings changed: hubs reload it
+MESSAGES: Literal["room.messages"] = "room.messages"
+UPDATE: Literal["room.update"] = "room.update"
+PRESENCE: Literal["room.presence"] = "room.presence"
+TYPING: Literal["room.typing"] = "room.typing"
+CLOSE: Literal["room.close"] = "room.close"
+EJECT: Literal["room.eject"] = "room.eject"
+ROOM_CHANGED: Literal["room.changed"] = "room.changed"
 
-# choir.broadcast adds to every event: room_id, and `at` (time.time() when sent).
 
-Event = dict[str, Any]
+class Stamped(TypedDict):
+    """What choir.broadcast adds to every event."""
+
+    room_id: NotRequired[int]
+    at: NotRequired[float]
+
+
+class Messages(Stamped):
+    """New messages stored together, in seq order: [[seq, frame], …]."""
+
+    type: Literal["room.messages"]
+    items: list[list[int | str]]
+
+
+class Update(Stamped):
+    """A message edited or deleted."""
+
+    type: Literal["room.update"]
+    frame: str
+
+
+class Presence(Stamped):
+    """Arrivals and departures: hubs keep their online view current with them."""
+
+    type: Literal["room.presence"]
+    frame: str
+    joined: list[str]
+    left: list[str]
+
+
+class Typing(Stamped):
+    """Someone is typing; `origin` (their socket's conn_id) is skipped."""
+
+    type: Literal["room.typing"]
+    frame: str
+    origin: str
+
+
+class Close(Stamped):
+    """Close every socket in the room."""
+
+    type: Literal["room.close"]
+    code: int
+    reason: str
+
+
+class Eject(Stamped):
+    """Close one user's sockets."""
+
+    type: Literal["room.eject"]
+    user_id: int
+    code: int
+    reason: str
+
+
+class RoomChanged(Stamped):
+    """The room's settings changed: hubs reload it."""
+
+    type: Literal["room.changed"]
+
+
+Event = Messages | Update | Presence | Typing | Close | Eject | RoomChanged
 
 
 def group_name(room_id: int) -> str:
@@ -34,29 +95,29 @@ def group_name(room_id: int) -> str:
     return f"room.{digest}.{room_id}"
 
 
-def messages(items: list[tuple[int, str]]) -> Event:
+def messages(items: list[tuple[int, str]]) -> Messages:
     return {"type": MESSAGES, "items": [[seq, frame] for seq, frame in items]}
 
 
-def update(frame: str) -> Event:
+def update(frame: str) -> Update:
     return {"type": UPDATE, "frame": frame}
 
 
-def typing(frame: str, origin: str) -> Event:
+def typing(frame: str, origin: str) -> Typing:
     return {"type": TYPING, "frame": frame, "origin": origin}
 
 
-def close(code: int, reason: str) -> Event:
+def close(code: int, reason: str) -> Close:
     return {"type": CLOSE, "code": code, "reason": reason}
 
 
-def eject(user_id: int, code: int, reason: str) -> Event:
+def eject(user_id: int, code: int, reason: str) -> Eject:
     return {"type": EJECT, "user_id": user_id, "code": code, "reason": reason}
 
 
-def room_changed() -> Event:
+def room_changed() -> RoomChanged:
     return {"type": ROOM_CHANGED}
 
 
-def presence(frame: str, joined: list[str], left: list[str]) -> Event:
+def presence(frame: str, joined: list[str], left: list[str]) -> Presence:
     return {"type": PRESENCE, "frame": frame, "joined": joined, "left": left}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from choir import redis_clients
 from choir.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
@@ -23,14 +24,8 @@ def _check_database() -> None:
 def _check_channel_layer() -> None:
     if not settings.CHOIR_REDIS_URLS:
         return  # the in-memory layer lives in this process
-    import redis
-
     for url in settings.CHOIR_REDIS_URLS:
-        client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-        try:
-            client.ping()
-        finally:
-            client.close()
+        redis_clients.sync_client(url).ping()
 
 
 @never_cache

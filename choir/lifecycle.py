@@ -1,36 +1,18 @@
-"""Process shutdown under Daphne: say goodbye before the sockets drop.
+"""Daphne adjustments applied at start-up.
 
-Daphne runs on Twisted's asyncio reactor. A "before shutdown" trigger runs
-while the reactor still serves, so every socket gets a `closing` frame and
-close code 1001 and its client resumes elsewhere with ?after=.
+The shutdown hook and the startup-heap freeze live in choir/runtime.py; they
+are re-exported here for choirsite/asgi.py.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 from typing import Any
 
+from choir.runtime import freeze_startup_heap, install_shutdown_hook
+
 log = logging.getLogger("choir.lifecycle")
-
-
-def install_shutdown_hook() -> None:
-    if "twisted.internet.reactor" not in sys.modules:
-        return  # not under Daphne (tests, management commands)
-    from twisted.internet import defer, reactor
-
-    from choir.hub import _hubs
-
-    def before_shutdown():
-        hubs = list(_hubs.values())
-        if not hubs:
-            return None
-        log.info("shutting down: closing sockets with 1001")
-        future = asyncio.ensure_future(asyncio.wait_for(asyncio.gather(*(hub.shutdown() for hub in hubs)), 5))
-        return defer.Deferred.fromFuture(future)
-
-    reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)
 
 
 def close_oversized_frames_with_1009() -> None:
@@ -90,20 +72,4 @@ def skip_autobahn_config_dump() -> None:
     autobahn_protocol.pformat = lambda obj, *args, **kwargs: "(configuration not formatted)"
 
 
-def freeze_startup_heap() -> None:
-    """Keep what the process loaded at startup out of the collector's full passes.
-
-    A full (generation 2) collection stops the event loop for as long as it
-    takes to walk every tracked object, and Django, Channels, Twisted and the
-    app leave about 100,000 of them that live as long as the process. Measured
-    with 1,000 sockets open, full passes took 110-130 ms and each delayed a
-    whole room's delivery; frozen, 50-60 ms. Nothing frozen is ever freed,
-    which is right for objects that live until exit (the `gc.freeze` recipe).
-    """
-    if "twisted.internet.reactor" not in sys.modules:
-        return
-    import gc
-
-    gc.collect()
-    gc.freeze()
-    log.debug("froze %d startup objects", gc.get_freeze_count())
+__all__ = ["WireMiddleware", "close_oversized_frames_with_1009", "freeze_startup_heap", "install_shutdown_hook", "skip_autobahn_config_dump"]

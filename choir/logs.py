@@ -20,13 +20,12 @@ import datetime as dt
 import json
 import logging
 import os
-import threading
 import time
 from typing import Any
 
+from choir import redis_clients
 from choir.conf import settings
-
-from choir.middleware import _VALID_ID, request_id
+from choir.middleware import VALID_REQUEST_ID, request_id
 
 socket_log = logging.getLogger("choir.socket")
 
@@ -108,7 +107,7 @@ def bind_socket(consumer: Any) -> str:
     for name, value in consumer.scope.get("headers", ()):
         if name == b"x-request-id":
             candidate = value.decode("latin-1")
-            if _VALID_ID.match(candidate):
+            if VALID_REQUEST_ID.match(candidate):
                 rid = candidate
             break
     consumer.request_id = rid
@@ -172,8 +171,6 @@ class RecentRefusals:
 
     def __init__(self) -> None:
         self.local: collections.deque[dict[str, Any]] = collections.deque(maxlen=self.KEEP)
-        self._clients: dict[str, Any] = {}
-        self._client_lock = threading.Lock()
         self._window = 0
         self._written = 0
 
@@ -219,13 +216,7 @@ class RecentRefusals:
             socket_log.debug("could not keep a refusal in Redis", exc_info=True)
 
     def _redis(self) -> Any:
-        url = settings.CHOIR_REDIS_URLS[0]
-        with self._client_lock:
-            if url not in self._clients:
-                import redis
-
-                self._clients[url] = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-            return self._clients[url]
+        return redis_clients.sync_client(settings.CHOIR_REDIS_URLS[0])
 
 
 recent_refusals = RecentRefusals()

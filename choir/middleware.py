@@ -10,7 +10,7 @@ from typing import Callable
 from django.http import HttpRequest, HttpResponse
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("choir_request_id", default="-")
-_VALID_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 class RequestIdMiddleware:
@@ -21,7 +21,7 @@ class RequestIdMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         incoming = request.headers.get("X-Request-ID", "")
-        rid = incoming if _VALID_ID.match(incoming) else secrets.token_hex(8)
+        rid = incoming if VALID_REQUEST_ID.match(incoming) else secrets.token_hex(8)
         request.request_id = rid  # type: ignore[attr-defined]
         token = request_id.set(rid)
         try:

@@ -5,6 +5,9 @@ With Redis, each process keeps a sorted set per room whose members are
 connected; a process that dies stops refreshing and its names lapse within
 CHOIR_PRESENCE_TTL seconds. Without Redis there is one process, and its own
 count is the truth.
+
+Writes come from the fan-out's presence batching (choir/fanout/batching.py);
+pages, the admin and the desk read through `online` and `online_counts`.
 """
 
 from __future__ import annotations
@@ -12,18 +15,21 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+import weakref
 
+from choir import broadcast, events, protocol, redis_clients
 from choir.conf import settings
-from redis import asyncio as aioredis
-
-from choir import broadcast, events, protocol
 
 log = logging.getLogger("choir.presence")
+
+# This process's in-memory stores (one per hub: one per event loop), read by `online`.
+_local_stores: weakref.WeakSet[LocalPresence] = weakref.WeakSet()
 
 
 class LocalPresence:
     def __init__(self) -> None:
         self.rooms: dict[int, set[str]] = {}
+        _local_stores.add(self)
 
     async def apply(self, room_id: int, *, added: set[str], removed: set[str]) -> set[str]:
         """Record arrivals and departures; return who is online now."""
@@ -41,33 +47,29 @@ class LocalPresence:
         return None
 
     async def close(self) -> None:
-        return None
+        _local_stores.discard(self)
+
+
+def _key(prefix: str, room_id: int) -> str:
+    return f"{prefix}:presence:{room_id}"
+
+
+def _name(member: bytes) -> str:
+    return member.decode().split("|", 1)[1]
 
 
 class RedisPresence:
     def __init__(self, urls: list[str], prefix: str) -> None:
-        # A blocking pool: a burst of arrivals waits for a connection instead
-        # of failing with MaxConnectionsError (redis-py's default pool).
-        self.clients = [
-            aioredis.Redis(
-                connection_pool=aioredis.BlockingConnectionPool.from_url(
-                    url, max_connections=32, timeout=5, socket_timeout=5, socket_connect_timeout=2
-                )
-            )
-            for url in urls
-        ]
+        self.urls = urls
         self.prefix = prefix
         self.process = uuid.uuid4().hex[:12]
 
-    def _client(self, room_id: int) -> aioredis.Redis:
-        return self.clients[room_id % len(self.clients)]
-
-    def _key(self, room_id: int) -> str:
-        return f"{self.prefix}:presence:{room_id}"
+    def _client(self, room_id: int):  # -> redis.asyncio.Redis
+        return redis_clients.async_client(redis_clients.shard(self.urls, room_id))
 
     async def apply(self, room_id: int, *, added: set[str], removed: set[str]) -> set[str]:
         """Record arrivals and departures and read who is online, in one round trip."""
-        key = self._key(room_id)
+        key = _key(self.prefix, room_id)
         now = time.time()
         try:
             async with self._client(room_id).pipeline(transaction=False) as pipe:
@@ -80,22 +82,21 @@ class RedisPresence:
         except Exception:
             log.warning("presence update failed room=%s", room_id, exc_info=True)
             return set()
-        return {member.decode().split("|", 1)[1] for member in members}
+        return {_name(member) for member in members}
 
     async def names(self, room_id: int) -> set[str]:
         try:
-            members = await self._client(room_id).zrangebyscore(self._key(room_id), time.time(), "+inf")
+            members = await self._client(room_id).zrangebyscore(_key(self.prefix, room_id), time.time(), "+inf")
         except Exception:
             log.warning("presence read failed room=%s", room_id, exc_info=True)
             return set()
-        return {member.decode().split("|", 1)[1] for member in members}
+        return {_name(member) for member in members}
 
     async def refresh(self, rooms: dict[int, set[str]]) -> None:
         expiry = time.time() + settings.CHOIR_PRESENCE_TTL
         for room_id, names in rooms.items():
-            client = self._client(room_id)
-            key = self._key(room_id)
-            async with client.pipeline(transaction=False) as pipe:
+            key = _key(self.prefix, room_id)
+            async with self._client(room_id).pipeline(transaction=False) as pipe:
                 if names:
                     pipe.zadd(key, {f"{self.process}|{name}": expiry for name in names})
                 pipe.zremrangebyscore(key, "-inf", time.time())
@@ -103,8 +104,8 @@ class RedisPresence:
                 await pipe.execute()
 
     async def close(self) -> None:
-        for client in self.clients:
-            await client.aclose()
+        # The clients are shared (choir.redis_clients); the loop's owner closes them.
+        return None
 
 
 def store_for_this_process() -> LocalPresence | RedisPresence:
@@ -122,32 +123,33 @@ async def typing(room_id: int, *, author: str, origin: str) -> None:
     await broadcast.asend(room_id, events.typing(protocol.typing_frame(author), origin))
 
 
-def online_counts(room_ids: list[int]) -> dict[int, int]:
-    """How many people are online per room, for pages (synchronous code)."""
+# Reads for synchronous code (pages, admin, the desk) ----------------------------
+
+
+def online(room_ids: list[int]) -> dict[int, list[str]]:
+    """Who is online per room, sorted, as the presence store has it; empty lists when it cannot be read."""
+    found: dict[int, set[str]] = {room_id: set() for room_id in room_ids}
     if not room_ids:
         return {}
-    if settings.CHOIR_REDIS_URLS:
-        import redis
-
-        prefix = settings.CHOIR_REDIS_PREFIX
-        counts: dict[int, int] = {}
+    urls = settings.CHOIR_REDIS_URLS
+    if urls:
         now = time.time()
+        prefix = settings.CHOIR_REDIS_PREFIX
         try:
-            clients = [redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2) for url in settings.CHOIR_REDIS_URLS]
             for room_id in room_ids:
-                client = clients[room_id % len(clients)]
-                members = client.zrangebyscore(f"{prefix}:presence:{room_id}", now, "+inf")
-                counts[room_id] = len({member.decode().split("|", 1)[1] for member in members})
-            for client in clients:
-                client.close()
+                members = redis_clients.sync_client(redis_clients.shard(urls, room_id)).zrangebyscore(
+                    _key(prefix, room_id), now, "+inf"
+                )
+                found[room_id] = {_name(member) for member in members}
         except Exception:
-            log.warning("presence counts unavailable", exc_info=True)
-        return counts
-    from choir.hub import _hubs
-
-    counts = {}
-    for hub in list(_hubs.values()):
-        if isinstance(hub.presence, LocalPresence):
+            log.warning("presence unavailable", exc_info=True)
+    else:
+        for store in list(_local_stores):
             for room_id in room_ids:
-                counts[room_id] = counts.get(room_id, 0) + len(hub.presence.rooms.get(room_id, ()))
-    return counts
+                found[room_id] |= store.rooms.get(room_id, set())
+    return {room_id: sorted(names, key=str.casefold) for room_id, names in found.items()}
+
+
+def online_counts(room_ids: list[int]) -> dict[int, int]:
+    """How many people are online per room."""
+    return {room_id: len(names) for room_id, names in online(room_ids).items()}

@@ -7,9 +7,10 @@ contract can be tested on plain values.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 from choir.conf import settings
 
@@ -194,9 +195,43 @@ def parse_after(raw: str | None) -> int | None:
 
 
 # Server frames --------------------------------------------------------------
+#
+# Every server frame is built here. The shapes other modules pass in or get
+# back are typed; the rest are spelled out once, in the function that builds them.
 
 
-def encode(frame: dict[str, Any]) -> str:
+class MessageObject(TypedDict):
+    """A message as the socket and the history API both show it."""
+
+    type: Literal["message"]
+    seq: int
+    id: int
+    room: str
+    author: str
+    body: str
+    sent_at: str | None
+    client_id: str | None
+    edited_at: str | None
+    deleted: bool
+
+
+class HelloRoom(TypedDict):
+    slug: str
+    title: str
+    topic: str
+    mode: str
+
+
+class HelloYou(TypedDict):
+    name: str
+    guest: bool
+    can_post: bool
+    why_not: str | None
+    conductor: bool
+
+
+
+def encode(frame: Mapping[str, Any]) -> str:
     return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -217,7 +252,7 @@ def message_object(
     client_id: str | None,
     edited_at: datetime | None = None,
     deleted: bool = False,
-) -> dict[str, Any]:
+) -> MessageObject:
     """A message as the socket and the history API both show it."""
     return {
         "type": "message",
@@ -233,7 +268,7 @@ def message_object(
     }
 
 
-def hello_frame(*, room: dict[str, Any], you: dict[str, Any], seq: int, online: list[str], online_count: int) -> str:
+def hello_frame(*, room: HelloRoom, you: HelloYou, seq: int, online: list[str], online_count: int) -> str:
     return encode(
         {
             "type": "hello",

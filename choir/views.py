@@ -8,7 +8,6 @@ from choir.conf import settings
 from django.contrib import messages as flash
 from django.contrib.auth import login
 from django.contrib.auth.forms import UserCreationForm
-from django.db.models import OuterRef, Subquery
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import NoReverseMatch, reverse
@@ -18,8 +17,8 @@ from django.views.decorators.http import require_POST
 
 from choir import presence
 from choir.access import SESSION_GUEST_NAME, Access, access_for, clean_guest_name, singer_for
-from choir.models import Message, Room
-from choir.selectors import messages_before, visible_rooms
+from choir.models import Room
+from choir.selectors import messages_before, rooms_with_latest, visible_rooms
 
 
 def visible_room_or_404(request: HttpRequest, slug: str) -> tuple[Room, Access]:
@@ -32,16 +31,7 @@ def visible_room_or_404(request: HttpRequest, slug: str) -> tuple[Room, Access]:
 
 
 def room_list(request: HttpRequest) -> HttpResponse:
-    # The latest message rides along as two subqueries, not a query per room.
-    latest = Message.objects.filter(room=OuterRef("pk"), seq=OuterRef("last_seq"), deleted_at__isnull=True)
-    rooms = list(
-        visible_rooms(request.user)
-        .annotate(
-            latest_author=Subquery(latest.values("author_name")[:1]),
-            latest_body=Subquery(latest.values("body")[:1]),
-        )
-        .order_by("-status", "title")
-    )
+    rooms = list(rooms_with_latest(visible_rooms(request.user)).order_by("-status", "title"))
     online = presence.online_counts([room.pk for room in rooms])
     minute_ago = timezone.now() - timedelta(minutes=1)
     for room in rooms:

@@ -9,6 +9,12 @@ REDIS=${CHOIR_TEST_REDIS_URL:-redis://127.0.0.1:6379/0}
 strict=${CHOIR_STRICT:-${CI:-}}
 mkdir -p test-output
 
+echo "== import contracts (pyproject.toml [tool.importlinter])"
+if ! .venv/bin/lint-imports --no-cache; then
+  echo "== import contracts broken: FAIL"
+  exit 1
+fi
+
 echo "== pass 1: SQLite + in-memory channel layer"
 env -u DATABASE_URL -u REDIS_URL CHOIR_TEST_PASS=embedded $PY -m pytest "$@"
 first=$?

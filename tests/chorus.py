@@ -131,6 +131,7 @@ class Chorister:
         self._answers: dict[str, asyncio.Event] = {}
         self._retry_after: dict[str, float] = {}
         self._stopping = False
+        self._hushed = False
         self._tasks: list[asyncio.Task] = []
 
     # Running ------------------------------------------------------------------
@@ -145,9 +146,13 @@ class Chorister:
         self.to_send, self.pace = count, pace
         self._tasks.append(asyncio.ensure_future(self._sing()))
 
+    def hush(self) -> None:
+        """Stop singing after the message in flight (which must still land)."""
+        self._hushed = True
+
     @property
     def done_sending(self) -> bool:
-        return len(self.acked) == self.to_send
+        return len(self.acked) == (len(self.sent) if self._hushed else self.to_send)
 
     async def stop(self) -> None:
         self._stopping = True
@@ -223,6 +228,8 @@ class Chorister:
 
     async def _sing(self) -> None:
         for i in range(self.to_send):
+            if self._hushed:
+                return
             cid = f"{self.name}-{i}"
             body = f"{self.name} sings note {i}"
             self.sent[cid] = body

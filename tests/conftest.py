@@ -26,26 +26,19 @@ async def _stop_hubs():
     from channels.db import database_sync_to_async
     from django.db import connections
 
-    from choir.hub import _hubs
+    from channels.layers import get_channel_layer
+
+    from choir.fanout import stop_current_hub
 
     # The thread that ran this test's database calls keeps its connection
     # otherwise, and PostgreSQL will not drop a test database in use.
     await database_sync_to_async(connections.close_all)()
+    await stop_current_hub()
     loop = asyncio.get_running_loop()
-    hub = _hubs.pop(loop, None)
-    if hub is not None:
-        for task in hub._tasks:
-            task.cancel()
-        await asyncio.gather(*hub._tasks, return_exceptions=True)
-        for feed in hub.feeds.values():
-            for task in (feed.gap_task, feed.flush_task):
-                if task is not None:
-                    task.cancel()
-        await hub.presence.close()
-        layer = hub.layer
-        if hasattr(layer, "_layers") and loop in getattr(layer, "_layers", {}):
-            inner = layer._layers.pop(loop)
-            await inner.flush()
+    layer = get_channel_layer()
+    if hasattr(layer, "_layers") and loop in getattr(layer, "_layers", {}):
+        inner = layer._layers.pop(loop)
+        await inner.flush()
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from channels.db import database_sync_to_async
 
 from choir import services
 from choir.access import Singer
-from choir.hub import get_hub
+from choir.runtime import current_writer
 from choir.models import Message, Room
 from choir.protocol import Refusal
 from choir.services import Draft, Posted
@@ -91,7 +91,7 @@ async def test_the_writer_gathers_posts_that_arrive_together(lobby, monkeypatch)
         return real(**kwargs)
 
     monkeypatch.setattr(services, "messages_post_many", spy)
-    writer = get_hub().writer
+    writer = current_writer()
     posted = await asyncio.gather(*(settled(writer.submit(lobby, Draft(ann, f"n{i}"))) for i in range(30)))
     assert sorted(p.message.seq for p in posted) == list(range(1, 31))
     assert sum(batches) == 30 and len(batches) < 30

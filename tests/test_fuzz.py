@@ -175,16 +175,11 @@ def room(lobby, limits):
     yield Room(loop, *socks)
 
     async def close() -> None:
-        from choir.hub import _hubs
+        from choir.fanout import stop_current_hub
 
         for sock in socks:
             await sock.close()
-        hub = _hubs.pop(loop, None)
-        if hub is not None:
-            for task in hub._tasks:
-                task.cancel()
-            await asyncio.gather(*hub._tasks, return_exceptions=True)
-            await hub.presence.close()
+        await stop_current_hub()
 
     loop.run_until_complete(close())
     loop.close()

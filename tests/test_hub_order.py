@@ -4,14 +4,15 @@ import asyncio
 
 import pytest
 
-from choir.hub import Feed, get_hub
+from choir.fanout import Feed, Seat
+from choir.fanout.roster import Roster
 from choir.models import Room
 
 
 class FakeSocket:
     def __init__(self, conn_id: str) -> None:
         self.conn_id, self.user_id, self.is_staff, self.name, self.client_ip = conn_id, None, False, conn_id, "?"
-        self.cursor, self.backlog, self.wire = 0, None, None
+        self.wire = None
         self.sent: list[str] = []
 
     async def base_send(self, message):
@@ -22,56 +23,67 @@ class FakeSocket:
 
 
 def batch(*seqs):
-    return {"type": "room.messages", "items": [[seq, f"m{seq}"] for seq in seqs]}
+    return [[seq, f"m{seq}"] for seq in seqs]
+
+
+class Seated:
+    """A socket and its seat: what it was sent, and its delivery state."""
+
+    def __init__(self, feed: Feed, conn_id: str) -> None:
+        self.socket = FakeSocket(conn_id)
+        self.seat = Seat(self.socket, feed)
+        self.seat.backlog = None  # live
+        feed.seats[conn_id] = self.seat
+
+    @property
+    def sent(self) -> list[str]:
+        return self.socket.sent
 
 
 @pytest.fixture
 async def feed_with_two():
-    hub = get_hub()
     feed = Feed(Room(pk=10_000, slug="order"), last_seq=0)
-    sockets = [FakeSocket("a"), FakeSocket("b")]
-    for sock in sockets:
-        feed.listeners[sock.conn_id] = sock
-    yield hub, feed, sockets
+    sockets = [Seated(feed, "a"), Seated(feed, "b")]
+    yield feed, sockets
     if feed.gap_task is not None:
         feed.gap_task.cancel()
         await asyncio.gather(feed.gap_task, return_exceptions=True)
 
 
 async def test_messages_ahead_of_a_gap_wait_then_go_out_in_order(feed_with_two):
-    hub, feed, sockets = feed_with_two
-    await hub._on_messages(feed, batch(3, 4))
+    feed, sockets = feed_with_two
+    await feed.hear_messages(batch(3, 4))
     assert all(sock.sent == [] for sock in sockets)
-    await hub._on_messages(feed, batch(1))
+    await feed.hear_messages(batch(1))
     assert all(sock.sent == ["m1"] for sock in sockets)
-    await hub._on_messages(feed, batch(2))
+    await feed.hear_messages(batch(2))
     assert all(sock.sent == ["m1", "m2", "m3", "m4"] for sock in sockets)
     assert feed.last_seq == 4 and feed.pending == {}
 
 
 async def test_repeats_and_overlapping_batches_are_written_once(feed_with_two):
-    hub, feed, sockets = feed_with_two
-    await hub._on_messages(feed, batch(1, 2))
-    await hub._on_messages(feed, batch(2, 3))
-    await hub._on_messages(feed, batch(1, 2, 3, 4))
+    feed, sockets = feed_with_two
+    await feed.hear_messages(batch(1, 2))
+    await feed.hear_messages(batch(2, 3))
+    await feed.hear_messages(batch(1, 2, 3, 4))
     assert all(sock.sent == ["m1", "m2", "m3", "m4"] for sock in sockets)
 
 
 async def test_a_socket_resuming_mid_batch_gets_only_what_it_lacks(feed_with_two):
-    hub, feed, sockets = feed_with_two
-    sockets[1].cursor = 2  # it replayed up to 2 already
-    await hub._on_messages(feed, batch(1, 2, 3))
+    feed, sockets = feed_with_two
+    sockets[1].seat.cursor = 2  # it replayed up to 2 already
+    await feed.hear_messages(batch(1, 2, 3))
     assert sockets[0].sent == ["m1", "m2", "m3"]
     assert sockets[1].sent == ["m3"]
 
 
 async def test_a_replaying_socket_holds_the_batch_until_it_goes_live(feed_with_two):
-    hub, feed, sockets = feed_with_two
-    sockets[1].backlog = []
-    await hub._on_messages(feed, batch(1, 2))
+    feed, sockets = feed_with_two
+    sockets[1].seat.backlog = []
+    await feed.hear_messages(batch(1, 2))
     assert sockets[1].sent == []
-    sockets[1].cursor = 1
-    await hub.go_live(feed, sockets[1])
+    sockets[1].seat.cursor = 1
+    await feed.go_live(sockets[1].seat)
     assert sockets[1].sent == ["m2"]
 
 
@@ -81,27 +93,22 @@ def test_the_online_roster_stays_sorted_and_exact_as_people_come_and_go():
     import random
 
     rng = random.Random(5)
-    feed = Feed(Room(pk=10_001, slug="roster"), last_seq=0)
+    roster = Roster()
     people = ["ann", "Ann", "bo", "BO", "cy", "Zed", "émile", "Émile", "dee", "al"]
     for step in range(2_000):
         action = rng.random()
         name = rng.choice(people)
         if action < 0.45:
-            feed.names[name] += 1
-            if feed.names[name] == 1:
-                feed.local_arrived(name)
+            roster.arrive(name)
         elif action < 0.9:
-            if feed.names[name]:
-                feed.names[name] -= 1
-                if feed.names[name] == 0:
-                    del feed.names[name]
-                    feed.local_gone(name)
+            if roster.names[name]:
+                roster.depart(name)
         elif action < 0.97:
-            feed.set_online(set(rng.sample(people, rng.randint(0, 4))))
-        roster = feed.sorted_online()
-        expected = feed.online_names | feed.names.keys()
-        assert sorted(roster) == sorted(expected), step
-        assert [n.casefold() for n in roster] == sorted(n.casefold() for n in expected), step
+            roster.set_online(set(rng.sample(people, rng.randint(0, 4))))
+        ordered = roster.sorted_online()
+        expected = roster.online_names | roster.names.keys()
+        assert sorted(ordered) == sorted(expected), step
+        assert [n.casefold() for n in ordered] == sorted(n.casefold() for n in expected), step
 
 
 @pytest.mark.django_db(transaction=True)
@@ -110,7 +117,7 @@ async def test_a_process_hears_its_own_messages_without_the_channel_layer(lobby,
     # the channel layer carries them to other processes. With the layer
     # silent and the hub's resync out of the way, only that path can deliver.
     from choir import broadcast
-    from choir.hub import Hub
+    from choir.fanout import Hub
     from tests.support import connect
 
     monkeypatch.setattr(Hub, "RESYNC_EVERY", 3600.0)  # before the hub starts its loop
@@ -138,7 +145,7 @@ async def test_a_gap_noticed_in_a_first_hand_delivery_is_filled_from_the_databas
 
     from choir import broadcast, services
     from choir.access import Singer
-    from choir.hub import Hub
+    from choir.fanout import Hub
     from tests.support import connect
 
     monkeypatch.setattr(Hub, "RESYNC_EVERY", 3600.0)

@@ -3,7 +3,7 @@
 The socket is bound here and handed to each Daphne worker with `--fd`, so the
 kernel spreads new connections over the workers. A worker that dies is started
 again; SIGTERM or SIGINT stops them all, and each says `closing` 1001 to its
-sockets first (choir/lifecycle.py).
+sockets first (choir/runtime.py).
 
 Workers write their metrics to a fresh PROMETHEUS_MULTIPROC_DIR per run, so a
 scrape of /metrics, which reaches one worker, reports all of them.
@@ -103,6 +103,11 @@ class Command(BaseCommand):
                         time.sleep(0.5)
                         procs[index] = self._spawn(fd)
         finally:
+            # Our copy of the listening socket goes first, and each worker stops
+            # listening as it begins to shut down (choir/runtime.py): once they
+            # have, new connections are refused at once rather than queued for
+            # workers that will never accept them.
+            sock.close()
             for proc in procs:
                 if proc.poll() is None:
                     proc.send_signal(signal.SIGTERM)
@@ -112,7 +117,6 @@ class Command(BaseCommand):
                     proc.wait(timeout=max(0.1, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
                     proc.kill()
-            sock.close()
             if own_metrics_dir:
                 shutil.rmtree(metrics_dir, ignore_errors=True)
 
