@@ -35,6 +35,9 @@ DEFAULTS: dict[str, Any] = {
     "CHOIR_TYPING_INTERVAL": 3.0,
     "CHOIR_MAX_CONNECTIONS_PER_IP": 200,
     "CHOIR_MAX_CONNECTIONS_PER_USER": 20,
+    "CHOIR_HANDSHAKE_RATE": 10.0,  # handshakes a second per address, per process, after the burst
+    "CHOIR_HANDSHAKE_BURST": 60,
+    "CHOIR_ROOM_MISS_SECONDS": 2.0,  # how long an unknown room slug is answered 4404 from memory
     # Fan-out healing and presence
     "CHOIR_GAP_WAIT": 0.25,
     "CHOIR_PRESENCE_TTL": 60,

@@ -105,28 +105,43 @@ class RoomConsumer(AsyncWebsocketConsumer):
         requested_name = (query.get("name") or [None])[0]
         slug = self.scope["url_route"]["kwargs"]["slug"]
         hub = current_hub()
+        self.client_ip = (self.scope.get("client") or ["?"])[0] or "?"
+        # Every handshake costs a token, refused ones too: probing or
+        # reconnecting in a tight loop is held to a rate per address.
+        handshake_wait = hub.handshake(self.client_ip)
         known = None
-        if settings.SESSION_COOKIE_NAME not in self.scope.get("cookies", {}):
-            # A cookie-less guest has no standing to look up: with the room
-            # from the hub, the rules need nothing from the database.
-            known = await hub.open_room(slug)
-        if known is not None:
-            room = known
-            self.singer = singer_for(None, None, requested_name)
-            self.access = access_for(room, self.singer, Standing())
+        cookieless = settings.SESSION_COOKIE_NAME not in self.scope.get("cookies", {})
+        if handshake_wait or hub.rooms.missing(slug):
+            # Answered without touching the database.
+            room, self.singer = None, singer_for(None, None, requested_name)
+            self.access = NO_ACCESS
         else:
-            room, self.singer, self.access = await database_sync_to_async(_enter)(
-                slug, self.scope.get("user"), self.scope.get("session"), requested_name
-            )
+            if cookieless:
+                # A cookie-less guest has no standing to look up: with the room
+                # from the hub, the rules need nothing from the database.
+                known = await hub.open_room(slug)
+            if known is not None:
+                room = known
+                self.singer = singer_for(None, None, requested_name)
+                self.access = access_for(room, self.singer, Standing())
+            else:
+                room, self.singer, self.access = await database_sync_to_async(_enter)(
+                    slug, self.scope.get("user"), self.scope.get("session"), requested_name
+                )
+                if room is None:
+                    hub.rooms.note_missing(slug)
         self.user_id = self.singer.user_id
         self.is_staff = self.singer.is_staff
         self.name = self.singer.name
-        self.bucket = None  # taken from the hub at the first frame: idle sockets need none
-        self.client_ip = (self.scope.get("client") or ["?"])[0] or "?"
+        self.person = f"u:{self.user_id}" if self.user_id is not None else f"a:{self.client_ip}"
 
         # Accept first so that every refusal is a close code a browser can read.
         await self.accept()
         self.accepted = True
+        if handshake_wait:
+            return await self.shut(
+                Close.TRY_AGAIN, f"too many connection attempts from your address; retry in {handshake_wait:.1f} s"
+            )
         if room is None:
             return await self.shut(Close.NOT_FOUND, "no such room")
         if not room.is_open:
@@ -217,19 +232,19 @@ class RoomConsumer(AsyncWebsocketConsumer):
             try:
                 command = protocol.parse_frame(message.get("text"), message.get("bytes"))
             except Refusal as refusal:
-                self._throttle(refusal.ref)  # junk costs a token too, or it could flood unchecked
+                await self._throttle(refusal.ref)  # junk costs a token too, or it could flood unchecked
                 raise
             if isinstance(command, protocol.Typing):
                 # Typing costs a token like any frame, but a refused one is
                 # dropped without an answer: it was only a hint.
                 try:
-                    self._throttle(None)
+                    await self._throttle(None)
                 except Refusal:
                     if self.strikes >= settings.CHOIR_FLOOD_STRIKES:
                         await self.shut(Close.FLOODING, "closed for flooding")
                     return
             else:
-                self._throttle(getattr(command, "client_id", None))
+                await self._throttle(getattr(command, "client_id", None))
             handler = self.handlers[type(command)]
             await handler(self, command)
         except Refusal as refusal:
@@ -250,12 +265,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
         logs.socket_fault(self)
         await self.refuse(Refusal(Code.UNAVAILABLE, "the server failed on this frame; retry with the same client_id", ref=ref))
 
-    def _throttle(self, ref: str | None) -> None:
-        if self.bucket is None:
-            # One bucket per person (user, or guest session), shared by all their sockets here.
-            person = f"u:{self.user_id}" if self.user_id is not None else f"g:{self.singer.guest_key}"
-            self.bucket = current_hub().bucket(person)
-        wait = self.bucket.take()
+    async def _throttle(self, ref: str | None) -> None:
+        # One bucket per person (a user, or a guest's address), shared by all
+        # their sockets, and by every process when Redis is configured.
+        wait = await current_hub().take(self.person)
         if not wait:
             self.strikes = 0
             return
@@ -320,10 +333,13 @@ class RoomConsumer(AsyncWebsocketConsumer):
     }
 
 
+NO_ACCESS = Access(can_view=False, can_post=False, is_conductor=False, is_member=False, banned=False)
+
+
 def _enter(slug: str, user: Any, session: Any, requested_name: str | None) -> tuple[Room | None, Singer, Access]:
     # The session is read here, in a database thread: loading it may query.
     singer = singer_for(user, session, requested_name)
     room = room_by_slug(slug)
     if room is None:
-        return None, singer, Access(can_view=False, can_post=False, is_conductor=False, is_member=False, banned=False)
+        return None, singer, NO_ACCESS
     return room, singer, access_for(room, singer)

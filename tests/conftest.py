@@ -16,7 +16,25 @@ def _fast_limits(settings):
     # Generous rate limits unless a test is about them.
     settings.CHOIR_RATE_PER_SECOND = 1000.0
     settings.CHOIR_RATE_BURST = 1000
+    settings.CHOIR_HANDSHAKE_RATE = 1000.0
+    settings.CHOIR_HANDSHAKE_BURST = 1000
     settings.CHOIR_GAP_WAIT = 0.05
+
+
+@pytest.fixture(autouse=True)
+def _fresh_shared_buckets():
+    """Rate-limit buckets kept in Redis outlive a test: start each test with none."""
+    yield
+    from choir.conf import settings as choir_settings
+
+    urls = choir_settings.CHOIR_REDIS_URLS
+    if urls:
+        from choir import redis_clients
+
+        client = redis_clients.sync_client(urls[0])
+        keys = list(client.scan_iter(f"{choir_settings.CHOIR_REDIS_PREFIX}:bucket:*"))
+        if keys:
+            client.delete(*keys)
 
 
 @pytest.fixture(autouse=True)

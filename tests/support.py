@@ -165,6 +165,12 @@ def server_env() -> dict[str, str]:
         env["REDIS_URL"] = ",".join(settings.REDIS_URLS)
         env["CHOIR_REDIS_PREFIX"] = settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"]
     env.setdefault("DEBUG", "1")
+    # Tests open sockets from one address faster than a person would.
+    env.setdefault("CHOIR_HANDSHAKE_RATE", "1000")
+    # Every cookie-less client of a test is one guest address: one bucket.
+    env.setdefault("CHOIR_RATE_PER_SECOND", "1000")
+    env.setdefault("CHOIR_RATE_BURST", "1000")
+    env.setdefault("CHOIR_HANDSHAKE_BURST", "1000")
     env["CHOIR_ACCESS_LOG"] = "0"
     env["DATABASE_CONN_MAX_AGE"] = "60"
     env["PYTHONUNBUFFERED"] = "1"

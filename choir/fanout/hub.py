@@ -100,6 +100,14 @@ class Hub:
         """The token bucket of one person, shared by all their sockets in this process."""
         return self.admission.bucket(key)
 
+    async def take(self, key: str) -> float:
+        """Take a frame token from a person's bucket (shared across processes with Redis)."""
+        return await self.admission.take(key)
+
+    def handshake(self, client_ip: str) -> float:
+        """Take a handshake token for an address: 0.0, or the seconds to wait."""
+        return self.admission.handshake(client_ip)
+
     async def join(self, room: Room, socket: Socket) -> Seat:
         """Seat a socket in its room; it is held in replay mode until `go_live`."""
         await self.start()
