@@ -32,7 +32,7 @@ from choir import events, metrics, presence, protocol
 from choir.models import Room
 from choir.ratelimit import TokenBucket
 from choir.selectors import message_range
-from choir.wire import Outgoing
+from choir.transport import Outgoing
 from choir.writer import Writer
 
 log = logging.getLogger("choir.hub")
