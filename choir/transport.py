@@ -297,11 +297,12 @@ def install() -> State:
     for part in PARTS:
         metrics.TRANSPORT_FAST_PATH.labels(part).set(0)
 
+    # Checked even when switched off, so the log tells before it is switched on.
     write_through_missing = _write_through_missing()
-    if not settings.CHOIR_FAST_PATH:
-        log.info("transport fast path off (CHOIR_FAST_PATH): every socket uses plain ASGI sends")
-    elif write_through_missing:
+    if write_through_missing:
         _report(write_through_missing, [WRITE_THROUGH])
+    elif not settings.CHOIR_FAST_PATH:
+        log.info("transport fast path off (CHOIR_FAST_PATH): every socket uses plain ASGI sends")
     else:
         _turn_on(WRITE_THROUGH)
 
