@@ -212,6 +212,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         transport.close(self.wire, code, protocol.closing_frame(code, reason))
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        if self.wire is not None:
+            self.wire.fell_behind = None  # no cycle through the wire outlives the socket
         if self.feed is not None:
             await get_hub().leave(self.feed, self)
             self.feed = None
