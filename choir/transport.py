@@ -45,6 +45,9 @@ close 4408 behind what is queued, and nothing more is queued for it. A reader
 that has stopped cannot take those either: autobahn's close-handshake timeout
 (one second) then aborts the TCP connection, which frees the queue. Either
 way the client resumes with `?after=`.
+
+Longer than Choir's other modules on purpose: the point is that every such
+detail lives here and nowhere else, and half of it is the start-up checks.
 """
 
 from __future__ import annotations
