@@ -61,6 +61,7 @@ from typing import Any, Callable
 
 from choir import metrics
 from choir.conf import settings
+from choir.protocol import Close
 
 log = logging.getLogger("choir.transport")
 
@@ -76,8 +77,6 @@ WRITE_THROUGH = "write_through"  # wires: prepared frames, write-through, the qu
 CLOSE_1009 = "close_1009"
 QUIET_HANDSHAKE = "quiet_handshake"
 PARTS = (WRITE_THROUGH, CLOSE_1009, QUIET_HANDSHAKE)
-
-SLOW_READER = 4408  # choir.protocol.Close.SLOW_READER; this module sits below protocol
 
 # What an ASGI application may close with under autobahn (and any server): 1000, 3000-4999.
 NORMAL_CLOSURE = 1000
@@ -218,7 +217,7 @@ def _fell_behind(wire: Wire) -> None:
         notify()  # the owner logs and calls close() with its farewell
     if wire.open:
         log.warning("a socket fell more than %d bytes behind in reading; closing it with 4408", settings.CHOIR_MAX_QUEUED_BYTES)
-        close(wire, SLOW_READER, None)
+        close(wire, Close.SLOW_READER, None)
 
 
 def close(wire: Wire, code: int, farewell: str | None) -> None:
