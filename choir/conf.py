@@ -48,6 +48,11 @@ DEFAULTS: dict[str, Any] = {
     "CHOIR_PING_INTERVAL": 20,
     "CHOIR_PING_TIMEOUT": 30,
     "CHOIR_HANDSHAKE_TIMEOUT": 10,
+    # The transport adapter (choir/transport.py): write frames straight to
+    # Daphne's sockets; off = plain ASGI sends (slower, relies on nothing private)
+    "CHOIR_FAST_PATH": True,
+    # Bytes queued in the server for one socket before it is closed with 4408
+    "CHOIR_MAX_QUEUED_BYTES": 4 * 1024 * 1024,
     "CHOIR_PROXY_HEADERS": False,
     "CHOIR_ACCESS_LOG": _follow_debug,
     "CHOIR_SERVE_STATIC": _follow_debug,

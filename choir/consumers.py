@@ -20,14 +20,14 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from choir.conf import settings
 from django.db import DatabaseError
 
-from choir import logs, metrics, presence, protocol, services
+from choir import logs, metrics, presence, protocol, services, transport
 from choir.access import Access, Singer, Standing, access_for, singer_for
 from choir.fanout import Seat, current_hub
 from choir.models import Room
 from choir.protocol import Close, Code, Refusal
 from choir.runtime import current_writer
 from choir.selectors import replay, room_by_slug
-from choir.wire import OPEN, Outgoing
+from choir.transport import Outgoing, Wire
 from choir.writer import settled
 
 log = logging.getLogger("choir.socket")
@@ -41,7 +41,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
     is_staff: bool = False
     name: str = ""
     client_ip: str = ""
-    wire: Any = None
+    wire: Wire | None = None
     seat: Seat | None = None
     singer: Singer
     access: Access
@@ -52,7 +52,11 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.scope = scope
         self.channel_layer = None
         self.base_send = send
+        # The fast path's handle on this socket (choir/transport.py), or None:
+        # then every frame goes through plain ASGI sends.
         self.wire = scope.get("choir.wire")
+        if self.wire is not None:
+            self.wire.fell_behind = self._fell_behind
         try:
             # One source of events, so no need for await_many_dispatch's task per socket.
             while True:
@@ -70,7 +74,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def send(self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool | int = False) -> None:
         if text_data is not None and self.wire is not None and not close:
-            # Straight onto the socket, like the hub's deliveries (choir/wire.py);
+            # Straight onto the socket, like the hub's deliveries (choir/transport.py);
             # only writable once accepted, and dropped once closing, as Daphne would.
             Outgoing(text_data).write(self.wire)
             return
@@ -204,17 +208,26 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.closing = True
         metrics.REFUSALS.labels(f"close_{code}").inc()
         logs.closing(self, code, reason)
-        await self.send(text_data=protocol.closing_frame(code, reason))
-        if 1000 < code < 3000 and self.wire is not None:
-            # Autobahn, under Daphne, lets applications close with 1000 and
-            # 3000-4999 only; protocol codes (1001 restart, 1013 try again)
-            # are written on the wire directly.
-            if self.wire.state == OPEN:
-                self.wire.sendCloseFrame(code=code, isReply=False)
+        farewell = protocol.closing_frame(code, reason)
+        if self.wire is not None:
+            transport.close(self.wire, code, farewell)
             return
-        await self.close(code=code)
+        await self.send(text_data=farewell)
+        await transport.asgi_close(self.base_send, code)
+
+    def _fell_behind(self) -> None:
+        """The transport's call when more than CHOIR_MAX_QUEUED_BYTES waits for this socket."""
+        if self.closing or self.wire is None:
+            return
+        self.closing = True
+        code, reason = Close.SLOW_READER, "you fell too far behind in reading; reconnect with ?after="
+        metrics.REFUSALS.labels(f"close_{code}").inc()
+        logs.closing(self, code, reason)
+        transport.close(self.wire, code, protocol.closing_frame(code, reason))
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        if self.wire is not None:
+            self.wire.fell_behind = None  # no cycle through the wire outlives the socket
         if self.seat is not None:
             await current_hub().leave(self.seat)
             self.seat = None

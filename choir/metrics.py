@@ -21,6 +21,21 @@ FRAMES_DELIVERED = Counter("choir_frames_delivered_total", "Frames written to so
 WRITES_QUEUED = Counter(
     "choir_socket_writes_queued_total", "Writes the kernel did not take whole (a reader falling behind), queued in the server"
 )
+SLOW_READERS_CLOSED = Counter(
+    "choir_slow_readers_closed_total",
+    "Sockets closed with 4408: more than CHOIR_MAX_QUEUED_BYTES was queued in the server for a reader that fell behind",
+)
+TRANSPORT_FAST_PATH = Gauge(
+    "choir_transport_fast_path",
+    "1 while a part of the transport adapter is on in every live server process (choir/transport.py), else 0",
+    ["part"],
+    multiprocess_mode="livemin",
+)
+TRANSPORT_MISSING = Counter(
+    "choir_transport_internals_missing_total",
+    "Daphne/Twisted/autobahn internals the transport adapter found missing or changed at start-up, per process",
+    ["internal"],
+)
 REFUSALS = Counter("choir_refusals_total", "Frames or connections refused", ["code"])
 REPLAYS = Counter("choir_replays_total", "Resumes served with ?after=")
 REPLAYED_MESSAGES = Counter("choir_replayed_messages_total", "Messages sent by replays")

@@ -37,6 +37,7 @@ class Close:
     TRY_AGAIN = 1013
     FORBIDDEN = 4403
     NOT_FOUND = 4404
+    SLOW_READER = 4408  # fell too far behind in reading; reconnect with ?after=
     ROOM_CLOSED = 4410
     FLOODING = 4429
 

@@ -11,7 +11,8 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
-from choir import lifecycle  # noqa: E402  (needs Django set up)
+from choir import runtime  # noqa: E402  (needs Django set up)
+from choir.transport import WireMiddleware  # noqa: E402
 from choir.auth import GuestFastPath  # noqa: E402
 from choir.routing import websocket_urlpatterns  # noqa: E402
 from choir.security import allowed_hosts_or_no_origin  # noqa: E402
@@ -20,13 +21,12 @@ application = ProtocolTypeRouter(
     {
         # In production nginx serves /static/; `make run` has no nginx.
         "http": ASGIStaticFilesHandler(django_http) if settings.CHOIR_SERVE_STATIC else django_http,
-        "websocket": lifecycle.WireMiddleware(
+        "websocket": WireMiddleware(
             allowed_hosts_or_no_origin(GuestFastPath(URLRouter(websocket_urlpatterns)))
         ),
     }
 )
 
-lifecycle.install_shutdown_hook()
-lifecycle.close_oversized_frames_with_1009()
-lifecycle.skip_autobahn_config_dump()
-lifecycle.freeze_startup_heap()  # last: everything above is loaded for good
+# The transport adapter's checks and patches run from ChoirConfig.ready().
+runtime.install_shutdown_hook()
+runtime.freeze_startup_heap()  # last: everything above is loaded for good

@@ -19,6 +19,13 @@ echo "== pass 1: SQLite + in-memory channel layer"
 env -u DATABASE_URL -u REDIS_URL CHOIR_TEST_PASS=embedded $PY -m pytest "$@"
 first=$?
 
+# The socket guarantees once more against real Daphne with the transport
+# adapter's fast path off (choir/transport.py): plain ASGI sends only.
+echo "== pass 1b: real Daphne with CHOIR_FAST_PATH=0"
+env -u DATABASE_URL -u REDIS_URL CHOIR_TEST_PASS=embedded CHOIR_FAST_PATH=0 $PY -m pytest -q -m "e2e and not browser" \
+  tests/test_e2e_daphne.py tests/test_hardening_limits.py tests/test_transport.py
+[ $? = 0 ] || first=1
+
 have_services=1
 $PY scripts/services_up.py "$PG_URL" "$REDIS" || have_services=0
 if [ $have_services = 0 ]; then

@@ -23,7 +23,7 @@ from choir.fanout.seat import Seat
 from choir.fanout.tasks import quietly, spawn, write
 from choir.models import Room
 from choir.selectors import message_range
-from choir.wire import Outgoing
+from choir.transport import Outgoing
 
 log = logging.getLogger("choir.hub")
 

@@ -17,7 +17,7 @@ class Socket(Protocol):
     name: str
     client_ip: str
     base_send: Any
-    wire: Any  # Daphne's autobahn protocol object, or None (see choir/wire.py)
+    wire: Any  # the socket's transport.Wire, or None on plain ASGI sends (see choir/transport.py)
 
     async def shut(self, code: int, reason: str) -> None: ...
 

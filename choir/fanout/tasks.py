@@ -9,7 +9,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from choir.fanout.seat import Seat
-from choir.wire import Outgoing
+from choir.transport import Outgoing
 
 log = logging.getLogger("choir.hub")
 
