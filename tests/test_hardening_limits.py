@@ -195,14 +195,18 @@ async def test_a_user_s_sockets_share_one_bucket(lobby, settings, make_user):
         await sock.close()
 
 
-async def test_a_typing_flood_is_dropped_silently_and_does_not_close(lobby, three_then_four_strikes):
+async def test_a_typing_flood_gets_no_answers_but_costs_tokens_and_is_closed(lobby, three_then_four_strikes):
+    # Typing is only a hint: refused ones are never answered, but each takes
+    # a token, so a flood of them is closed like any other (issue 12, item 10).
     sock = await connect("lobby")
     for _ in range(50):
         await sock.send({"type": "typing"})
-    await sock.nothing(0.3)
-    await sock.say("still here", client_id="h")
-    await sock.expect("message")
-    await sock.close()
+    while True:
+        frame = await sock.recv()
+        assert frame["type"] in ("presence", "closing", "__closed__"), frame
+        if frame["type"] == "__closed__":
+            assert frame["code"] == 4429
+            break
 
 
 # Connection caps --------------------------------------------------------------
