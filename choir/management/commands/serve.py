@@ -52,8 +52,14 @@ def daphne_args(fd: int) -> list[str]:
         args.append("--proxy-headers")
     if not settings.CHOIR_ACCESS_LOG:
         args += ["--verbosity", "0"]
-    args.append("choirsite.asgi:application")
+    args.append(asgi_target())
     return args
+
+
+def asgi_target() -> str:
+    """The project's ASGI_APPLICATION ("mysite.asgi.application") as Daphne spells it."""
+    module, _, name = settings.ASGI_APPLICATION.rpartition(".")
+    return f"{module}:{name}"
 
 
 class Command(BaseCommand):
