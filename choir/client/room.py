@@ -99,10 +99,12 @@ class RoomClient:
         open_timeout: float = 10.0,
     ) -> None:
         self.url = socket_url(url)
-        self.token = token
-        self.token_in_query = token_in_query
-        self.name = name
-        self.last_seq: int | None = after
+        # What the URL's own query says (?after=, ?name=, ?token=) counts as if passed here.
+        given = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.url).query))
+        self.token = token or given.get("token")
+        self.token_in_query = token_in_query or (token is None and "token" in given)
+        self.name = name or given.get("name")
+        self.last_seq: int | None = after if after is not None else int(given["after"]) if "after" in given else None
         self.rev: int | None = None
         self.hello: Frame | None = None
         self.headers = dict(headers or {})
