@@ -106,8 +106,10 @@ execute_from_command_line(sys.argv)
 '''
 
 
-def run(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+def run(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 300, input: str | None = None
+) -> subprocess.CompletedProcess:
+    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, input=input)
     assert done.returncode == 0, f"{' '.join(map(str, args))} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
     return done
 
@@ -140,12 +142,12 @@ def constraints(tmp: Path) -> Path:
 def install(venv_python: Path, wheel: Path, cwd: Path) -> None:
     pins = str(constraints(cwd.parent))
     offline = [str(venv_python), "-m", "pip", "install", "-q", "--no-index", "--find-links", str(WHEELHOUSE),
-               "-c", pins, str(wheel)]
+               "-c", pins, f"{wheel}[client]"]
     if subprocess.run(offline, cwd=cwd, capture_output=True, timeout=300).returncode == 0:
         return
     WHEELHOUSE.mkdir(parents=True, exist_ok=True)
     fetched = subprocess.run(
-        [str(venv_python), "-m", "pip", "download", "-q", "-d", str(WHEELHOUSE), "-c", pins, str(wheel)],
+        [str(venv_python), "-m", "pip", "download", "-q", "-d", str(WHEELHOUSE), "-c", pins, f"{wheel}[client]"],
         cwd=cwd, capture_output=True, text=True, timeout=600,
     )
     need(fetched.returncode == 0, f"the app's dependencies are neither in {WHEELHOUSE} nor on PyPI: {fetched.stderr[-500:]}")
@@ -211,8 +213,11 @@ async def test_a_host_project_installs_the_wheel_migrates_and_has_rooms(tmp_path
                 while (frame := json.loads(await asyncio.wait_for(ws.recv(), 10)))["type"] != "message":
                     pass
                 assert (frame["seq"], frame["body"], frame["client_id"]) == (1, "Sung in a host project", "host-1")
+        # The [client] extra's command line, from the same virtualenv.
+        said = run([str(python), "-m", "choir.client", url, "--name", "script"], host, env, timeout=60, input="And from a script\n")
+        assert said.stdout.splitlines() == ["#2 script (guest): And from a script"]
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/rooms/lobby/messages?after=0", timeout=10) as history:
-            assert [m["body"] for m in json.load(history)["messages"]] == ["Sung in a host project"]
+            assert [m["body"] for m in json.load(history)["messages"]] == ["Sung in a host project", "And from a script"]
     finally:
         server.terminate()
         try:
