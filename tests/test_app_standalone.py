@@ -51,3 +51,36 @@ def test_the_app_reads_no_setting_only_the_site_defines():
         text = path.read_text()
         for name in ("REDIS_URLS", "BASE_DIR", "VAR_DIR", "CHOIR_LOG_FORMAT", "LOG_LEVEL"):
             assert f"settings.{name}" not in text, f"{path} reads settings.{name}"
+
+
+def test_importing_the_asgi_helper_loads_neither_twisted_nor_django_setup():
+    import subprocess
+    import sys
+
+    check = "import sys, choir.asgi; assert not [m for m in sys.modules if m.split('.')[0] in {'twisted', 'daphne', 'channels'}]"
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+
+
+async def test_the_asgi_helper_serves_http_with_the_projects_own_app(settings):
+    from choir.asgi import choir_application
+
+    settings.CHOIR_SERVE_STATIC = False
+    seen = []
+
+    async def host_http(scope, receive, send):
+        seen.append(scope["path"])
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    application = choir_application(host_http)
+    await application({"type": "http", "path": "/anything", "method": "GET", "headers": []}, receive, send)
+    assert seen == ["/anything"] and sent[0]["status"] == 204
