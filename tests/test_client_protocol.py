@@ -9,7 +9,7 @@ import pytest
 from websockets.asyncio.server import serve
 
 from choir.client import Backoff, Closed, RoomClient, socket_url
-from choir.client.room import history_url
+from choir.client.urls import history_url
 
 QUICK = Backoff(base=0.05, factor=2, cap=0.2)
 

@@ -13,6 +13,7 @@ docs/client.md describes it; `python -m choir.client URL` is its command line.
 
 from choir.client.backoff import Backoff
 from choir.client.errors import ChoirError, Closed, Refused
-from choir.client.room import RoomClient, socket_url
+from choir.client.room import RoomClient
+from choir.client.urls import socket_url
 
 __all__ = ["Backoff", "ChoirError", "Closed", "Refused", "RoomClient", "socket_url"]

@@ -13,6 +13,9 @@ whose connection dropped is sent again on the next connection, and the server
 stores it once (PROTOCOL.md, guarantee 3). The server recognises a retry by
 its author, so a token or a session is what makes retries across reconnects
 safe; a bare guest is a new guest on each connection.
+
+One class, and long because of it: the connection loop, the ordering and
+the retries all turn on the same state (the last seq, the pending posts).
 """
 
 from __future__ import annotations
@@ -23,14 +26,16 @@ import logging
 import urllib.parse
 import urllib.request
 import uuid
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from choir.client.backoff import Backoff
 from choir.client.errors import FINAL_CLOSE_CODES, ChoirError, Closed, Refused
+from choir.client.urls import history_url, socket_url
 
 log = logging.getLogger("choir.client")
 
@@ -39,30 +44,6 @@ Frame = dict[str, Any]
 # Refusals worth sending again with the same client_id; the rest are final.
 RETRYABLE = {"rate_limited", "unavailable"}
 HISTORY_PAGE = 200
-
-
-def socket_url(url: str) -> str:
-    """The room's socket URL from either it or the room's page URL (http://host/rooms/lobby/)."""
-    parts = urllib.parse.urlsplit(url)
-    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
-    path = parts.path
-    if path.startswith("/rooms/"):
-        path = "/ws" + path
-    if not path.endswith("/"):
-        path += "/"
-    return urllib.parse.urlunsplit((scheme, parts.netloc, path, parts.query, ""))
-
-
-def history_url(ws_url: str) -> str | None:
-    """The history API for the room behind a socket URL, or None if the URL is not Choir's shape."""
-    parts = urllib.parse.urlsplit(ws_url)
-    segments = parts.path.strip("/").split("/")
-    if len(segments) < 3 or segments[-3:-1] != ["ws", "rooms"]:
-        return None
-    prefix = "/".join(segments[:-3])
-    path = f"/{prefix}/api/rooms/{segments[-1]}/messages" if prefix else f"/api/rooms/{segments[-1]}/messages"
-    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
-    return urllib.parse.urlunsplit((scheme, parts.netloc, path, "", ""))
 
 
 @dataclass
@@ -94,7 +75,7 @@ class RoomClient:
         name: str | None = None,
         after: int | None = None,
         headers: dict[str, str] | None = None,
-        backoff: Backoff = Backoff(),
+        backoff: Backoff | None = None,
         on_frame: Callable[[Frame], None] | None = None,
         open_timeout: float = 10.0,
     ) -> None:
@@ -108,7 +89,7 @@ class RoomClient:
         self.rev: int | None = None
         self.hello: Frame | None = None
         self.headers = dict(headers or {})
-        self.backoff = backoff
+        self.backoff = backoff or Backoff()
         self.on_frame = on_frame
         self.open_timeout = open_timeout
         self.connects = 0
