@@ -141,3 +141,24 @@ def test_the_command_line_posts_a_line_from_stdin_and_prints_it(daphne, lobby):
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["#1 ci (guest): Deployed build 42"]
     assert list(Message.objects.values_list("body", flat=True)) == ["Deployed build 42"]
+
+
+async def test_a_script_with_a_token_posts_retries_safely_follows_and_is_refused_once_revoked(daphne, lobby, make_user):
+    """Runs once API tokens are in (issue 14, item 2): header and ?token= alike."""
+    tokens = pytest.importorskip("choir.services.tokens", reason="API tokens are not in this tree yet (issue 14, item 2)")
+    bot = await database_sync_to_async(make_user)("deploybot")
+    row, secret = await database_sync_to_async(tokens.token_issue)(user=bot, name="ci")
+    server = daphne()
+    async with RoomClient(server.ws("lobby"), token=secret, backoff=QUICK) as room:
+        assert room.hello["you"]["name"] == "deploybot"
+        first = await room.say("Deployed 1.2.3", client_id="deploy-1.2.3")
+    async with RoomClient(server.ws("lobby"), token=secret, token_in_query=True, backoff=QUICK) as room:
+        again = await room.say("Deployed 1.2.3", client_id="deploy-1.2.3")
+        await post_raw(server.ws("lobby"), ["thanks"])
+        assert [m["body"] for m in await take(room, 1)] == ["thanks"]
+    assert again["seq"] == first["seq"] and again["author"] == "deploybot"
+    assert await stored("deploy-1.2.3") == 1
+    await database_sync_to_async(tokens.token_revoke)(token=row)
+    with pytest.raises(Closed) as closed:
+        await RoomClient(server.ws("lobby"), token=secret, backoff=QUICK).start()
+    assert closed.value.code == 4401
