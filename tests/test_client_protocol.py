@@ -8,7 +8,7 @@ import json
 import pytest
 from websockets.asyncio.server import serve
 
-from choir.client import Backoff, Closed, RoomClient, socket_url
+from choir.client import Backoff, Closed, Refused, RoomClient, socket_url
 from choir.client.urls import history_url
 
 QUICK = Backoff(base=0.05, factor=2, cap=0.2)
@@ -126,3 +126,39 @@ def test_backoff_grows_to_its_cap_with_jitter():
         delays = {backoff.delay(attempt) for _ in range(50)}
         assert all(ceiling / 2 <= d <= ceiling for d in delays)
         assert len(delays) > 1
+
+
+async def test_a_post_refused_as_unavailable_or_rate_limited_is_sent_again_with_the_same_client_id():
+    received = []
+
+    async def flaky(ws):
+        await ws.send(json.dumps({"type": "hello", "seq": 0, "you": {"name": "ann"}, "room": {"slug": "lobby"}}))
+        answers = [
+            {"type": "error", "code": "unavailable", "detail": "storage failed"},
+            {"type": "error", "code": "rate_limited", "detail": "slow down", "retry_after": 0.05},
+        ]
+        async for raw in ws:
+            frame = json.loads(raw)
+            received.append(frame)
+            if answers:
+                await ws.send(json.dumps({**answers.pop(0), "ref": frame["client_id"]}))
+            else:
+                await ws.send(message(1, frame["body"], client_id=frame["client_id"]))
+
+    async def invalid(ws):
+        await ws.send(json.dumps({"type": "hello", "seq": 1, "you": {"name": "ann"}, "room": {"slug": "lobby"}}))
+        frame = json.loads(await ws.recv())
+        await ws.send(json.dumps({"type": "error", "code": "invalid", "detail": "too long", "ref": frame["client_id"]}))
+        await ws.wait_closed()
+
+    async with Scripted(flaky) as url:
+        async with RoomClient(url, backoff=QUICK) as room:
+            ack = await asyncio.wait_for(room.say("third time lucky"), 10)
+    assert ack["seq"] == 1 and len(received) == 3
+    assert len({f["client_id"] for f in received}) == 1
+
+    async with Scripted(invalid) as url:
+        async with RoomClient(url, backoff=QUICK) as room:
+            with pytest.raises(Refused) as refused:
+                await asyncio.wait_for(room.say("x" * 5000), 10)
+    assert refused.value.code == "invalid"

@@ -100,6 +100,7 @@ class RoomClient:
         self._failure: BaseException | None = None
         self._closing = False
         self._task: asyncio.Task[None] | None = None
+        self._resends: set[asyncio.Task[None]] = set()
 
     # Lifecycle ----------------------------------------------------------------
 
@@ -119,9 +120,12 @@ class RoomClient:
         ready.cancel()
         if self._failure is not None:
             raise self._failure
+        if self._task.done() and not self.connected:
+            self._task.result()  # raises whatever stopped it
+            raise ChoirError("the client stopped before it connected")
 
     async def close(self) -> None:
-        """Close the socket and end the iterator; pending posts fail with Closed-like ChoirError."""
+        """Close the socket and end the iterator; posts still pending fail with ChoirError."""
         self._closing = True
         if self._ws is not None:
             await self._ws.close()
@@ -207,6 +211,16 @@ class RoomClient:
         return headers
 
     async def _run(self) -> None:
+        try:
+            await self._connect_and_reconnect()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug or a frame beyond the contract: end loudly, never hang the iterator
+            log.exception("the client stopped")
+            self._fail(exc)
+            raise
+
+    async def _connect_and_reconnect(self) -> None:
         attempt = 0
         while not self._closing:
             code: int | None = None
@@ -342,8 +356,7 @@ class RoomClient:
             retry_after = frame.get("retry_after")
             delay = float(retry_after) if isinstance(retry_after, (int, float)) else self.backoff.delay(pending.attempts)
             pending.attempts += 1
-            loop = asyncio.get_running_loop()
-            pending.resend = loop.call_later(delay, lambda: asyncio.ensure_future(self._send_pending(pending)))
+            pending.resend = asyncio.get_running_loop().call_later(delay, self._resend_later, pending)
             return
         pending.future.set_exception(Refused(code, str(frame.get("detail", "")), frame.get("retry_after")))
 
@@ -356,6 +369,11 @@ class RoomClient:
             await ws.send(json.dumps(pending.frame))
         except ConnectionClosed:
             pass
+
+    def _resend_later(self, pending: _Pending) -> None:
+        task = asyncio.ensure_future(self._send_pending(pending))
+        self._resends.add(task)  # held until done: the loop keeps only weak references to tasks
+        task.add_done_callback(self._resends.discard)
 
     def _drop_pending(self, client_id: str) -> None:
         pending = self._pending.pop(client_id, None)
