@@ -84,3 +84,12 @@ async def test_the_asgi_helper_serves_http_with_the_projects_own_app(settings):
     application = choir_application(host_http)
     await application({"type": "http", "path": "/anything", "method": "GET", "headers": []}, receive, send)
     assert seen == ["/anything"] and sent[0]["status"] == 204
+
+
+def test_a_project_without_a_channel_layer_or_asgi_application_is_told_at_start_up(settings):
+    from django.core import checks
+
+    assert [e.id for e in checks.run_checks() if e.id.startswith("choir.")] == []
+    settings.CHANNEL_LAYERS = {}
+    settings.ASGI_APPLICATION = None
+    assert sorted(e.id for e in checks.run_checks() if e.id.startswith("choir.")) == ["choir.E001", "choir.E002"]
