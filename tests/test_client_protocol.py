@@ -162,3 +162,12 @@ async def test_a_post_refused_as_unavailable_or_rate_limited_is_sent_again_with_
             with pytest.raises(Refused) as refused:
                 await asyncio.wait_for(room.say("x" * 5000), 10)
     assert refused.value.code == "invalid"
+
+
+def test_the_client_never_imports_django():
+    import subprocess
+    import sys
+
+    check = "import sys, choir.client; assert not [m for m in sys.modules if m.split('.')[0] == 'django'], 'django'"
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr

@@ -7,7 +7,7 @@
         async for message in room:
             print(message["seq"], message["author"], message["body"])
 
-It needs neither Django nor a configured project: install `django-choir[client]`.
+It never imports Django, so a script needs no settings: install `django-choir[client]`.
 docs/client.md describes it; `python -m choir.client URL` is its command line.
 """
 
