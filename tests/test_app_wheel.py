@@ -3,7 +3,9 @@
 Nothing of this repository is importable in the host: it runs from its own
 directory with the wheel in its own virtualenv. Dependencies come from a
 wheelhouse in var/ (filled from PyPI on the first run, offline afterwards),
-held to the versions requirements.txt pins.
+held to the versions requirements.txt pins. The host keeps its own SQLite
+file; its channel layer is in memory (one worker), or in the PostgreSQL +
+Redis pass channels-redis with two workers.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ TEMPLATES = [{
     ]},
 }]
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "host.sqlite3"}}
-CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+CHANNEL_LAYERS = CHANNEL_LAYERS_HERE
 STATIC_URL = "static/"
 USE_TZ = True
 '''
@@ -155,11 +157,24 @@ def install(venv_python: Path, wheel: Path, cwd: Path) -> None:
     run(offline, cwd)
 
 
-def host_project(tmp: Path) -> Path:
+def host_layer() -> tuple[dict, int]:
+    """The host's channel layer and worker count: in memory and one worker, or in the
+    PostgreSQL + Redis pass, channels-redis (under this run's prefix) and two workers."""
+    from django.conf import settings
+
+    if not settings.REDIS_URLS:
+        return {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}, 1
+    prefix = settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] + "-host"
+    layer = {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer", "CONFIG": {"hosts": settings.REDIS_URLS, "prefix": prefix}}
+    return {"default": layer}, 2
+
+
+def host_project(tmp: Path, layers: dict) -> Path:
     host = tmp / "host"
     (host / "hostproj").mkdir(parents=True)
     (host / "hostproj" / "__init__.py").write_text("")
-    for name, text in (("settings.py", SETTINGS), ("urls.py", URLS), ("asgi.py", ASGI)):
+    settings_text = SETTINGS.replace("CHANNEL_LAYERS_HERE", repr(layers))
+    for name, text in (("settings.py", settings_text), ("urls.py", URLS), ("asgi.py", ASGI)):
         (host / "hostproj" / name).write_text(textwrap.dedent(text))
     (host / "manage.py").write_text(MANAGE)
     return host
@@ -180,7 +195,8 @@ def wait_for(url: str, proc: subprocess.Popen, log: Path, timeout: float = 30) -
 
 async def test_a_host_project_installs_the_wheel_migrates_and_has_rooms(tmp_path):
     wheel = build_wheel(tmp_path)
-    host = host_project(tmp_path)
+    layers, workers = host_layer()
+    host = host_project(tmp_path, layers)
     run([sys.executable, "-m", "venv", str(tmp_path / "venv")], tmp_path)
     python = tmp_path / "venv" / "bin" / "python"
     install(python, wheel, host)
@@ -196,7 +212,7 @@ async def test_a_host_project_installs_the_wheel_migrates_and_has_rooms(tmp_path
     log = tmp_path / "host-server.log"
     with open(log, "wb") as out:
         server = subprocess.Popen(
-            [str(python), "manage.py", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [str(python), "manage.py", "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
             cwd=host, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
     try:
