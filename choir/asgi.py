@@ -37,7 +37,7 @@ def choir_application(http_app: Any) -> Any:
 
     `http_app` is the project's own (usually `get_asgi_application()`). With
     CHOIR_SERVE_STATIC on, static files are served in front of it, for a
-    server with no nginx in front (`make run`).
+    server with no proxy in front (the site's `make run`).
     """
     from channels.routing import ProtocolTypeRouter
     from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
