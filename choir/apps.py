@@ -16,3 +16,4 @@ class ChoirConfig(AppConfig):
             from choir import transport
 
             transport.install()
+        from choir import checks  # noqa: F401  (registers the system checks)

@@ -175,7 +175,7 @@ class RecentRefusals:
         self._written = 0
 
     def key(self) -> str:
-        prefix = settings.CHANNEL_LAYERS["default"].get("CONFIG", {}).get("prefix", "choir")
+        prefix = settings.CHOIR_REDIS_PREFIX
         return f"{prefix}:recent-refusals"
 
     def record(self, *, code: str, room: str | None, user: str | None) -> None:

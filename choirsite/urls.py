@@ -1,20 +1,13 @@
+"""The site: Choir's URLs as any host project mounts them, plus accounts and admin."""
+
 from django.contrib import admin
 from django.urls import include, path
 
-from choir import api, desk, health, metrics_view, moderation_views, views
+from choir import views
 
 urlpatterns = [
-    path("", views.room_list, name="room-list"),
-    path("rooms/<slug:slug>/", views.room_detail, name="room-detail"),
-    path("rooms/<slug:slug>/guest-name", views.guest_name, name="guest-name"),
-    path("rooms/<slug:slug>/moderate", moderation_views.moderate, name="room-moderate"),
-    path("api/rooms/", api.rooms, name="api-rooms"),
-    path("api/rooms/<slug:slug>/messages", api.room_messages, name="api-room-messages"),
+    path("", include("choir.urls")),
     path("accounts/signup/", views.signup, name="signup"),
     path("accounts/", include("django.contrib.auth.urls")),
-    path("admin/desk/", admin.site.admin_view(desk.desk_view), name="choir-desk"),
     path("admin/", admin.site.urls),
-    path("healthz", health.healthz, name="healthz"),
-    path("readyz", health.readyz, name="readyz"),
-    path("metrics", metrics_view.metrics, name="metrics"),
 ]

@@ -52,8 +52,14 @@ def daphne_args(fd: int) -> list[str]:
         args.append("--proxy-headers")
     if not settings.CHOIR_ACCESS_LOG:
         args += ["--verbosity", "0"]
-    args.append("choirsite.asgi:application")
+    args.append(asgi_target())
     return args
+
+
+def asgi_target() -> str:
+    """The project's ASGI_APPLICATION ("mysite.asgi.application") as Daphne spells it."""
+    module, _, name = settings.ASGI_APPLICATION.rpartition(".")
+    return f"{module}:{name}"
 
 
 class Command(BaseCommand):
@@ -68,7 +74,7 @@ class Command(BaseCommand):
         if workers < 1:
             raise CommandError("--workers must be at least 1")
         if workers > 1 and not settings.CHOIR_REDIS_URLS:
-            raise CommandError("several workers need a shared channel layer: set REDIS_URL")
+            raise CommandError("several workers need a shared channel layer: a channels-redis CHANNEL_LAYERS (the site here: set REDIS_URL)")
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -1,0 +1,23 @@
+"""Choir's pages and APIs; a project mounts them with `path("", include("choir.urls"))`.
+
+Include them before `admin.site.urls`: the conductor's desk lives at
+admin/desk/, beside the admin rather than inside it.
+"""
+
+from django.contrib import admin
+from django.urls import path
+
+from choir import api, desk, health, metrics_view, moderation_views, views
+
+urlpatterns = [
+    path("", views.room_list, name="room-list"),
+    path("rooms/<slug:slug>/", views.room_detail, name="room-detail"),
+    path("rooms/<slug:slug>/guest-name", views.guest_name, name="guest-name"),
+    path("rooms/<slug:slug>/moderate", moderation_views.moderate, name="room-moderate"),
+    path("api/rooms/", api.rooms, name="api-rooms"),
+    path("api/rooms/<slug:slug>/messages", api.room_messages, name="api-room-messages"),
+    path("admin/desk/", admin.site.admin_view(desk.desk_view), name="choir-desk"),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics_view.metrics, name="metrics"),
+]
