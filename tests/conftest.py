@@ -27,7 +27,7 @@ def _fresh_shared_buckets():
     yield
     from choir.conf import settings as choir_settings
 
-    urls = choir_settings.CHOIR_REDIS_URLS
+    urls = settings.REDIS_URLS  # the suite's Redis, not one a test pointed elsewhere
     if urls:
         from choir import redis_clients
 
