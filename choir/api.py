@@ -6,13 +6,46 @@ from choir.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
-from choir.access import access_for, singer_for
+from choir import tokens
+from choir.access import Singer, access_for, display_name, singer_for
 from choir.models import Room
 from choir.selectors import messages_after, messages_before, visible_rooms
 
 
 def _error(status: int, code: str, detail: str) -> JsonResponse:
     return JsonResponse({"error": {"code": code, "detail": detail}}, status=status)
+
+
+class Unauthorized(Exception):
+    """A bad, expired or revoked bearer token: 401, whatever the endpoint."""
+
+
+def unauthorized(detail: str) -> JsonResponse:
+    response = JsonResponse({"code": "unauthorized", "detail": detail}, status=401)
+    response["WWW-Authenticate"] = 'Bearer realm="choir"'
+    return response
+
+
+def caller(request: HttpRequest) -> tuple[Singer, tokens.Grant | None]:
+    """Who is asking: the bearer token's user when one is sent, else the session's user or guest."""
+    raw = tokens.bearer(request.headers.get("Authorization"))
+    if raw is None:
+        return singer_for(request.user, request.session), None
+    if not raw:
+        raise Unauthorized("use Authorization: Bearer <token>")
+    try:
+        grant = tokens.authenticate(raw)
+    except tokens.BadToken as exc:
+        raise Unauthorized(str(exc)) from None
+    return Singer(user=grant.user, name=display_name(grant.user)), grant
+
+
+def _visible_room(slug: str, singer: Singer, grant: tokens.Grant | None) -> Room | None:
+    """The room if this caller may see it; None for a room that is missing, hidden, or outside the token's rooms."""
+    room = Room.objects.filter(slug=slug).first()
+    if room is None or (grant is not None and not grant.allows_room(room.pk)):
+        return None
+    return room if access_for(room, singer).can_view else None
 
 
 def _whole(raw: str | None, name: str) -> int | None:
@@ -25,6 +58,13 @@ def _whole(raw: str | None, name: str) -> int | None:
 
 @require_GET
 def rooms(request: HttpRequest) -> JsonResponse:
+    try:
+        singer, grant = caller(request)
+    except Unauthorized as exc:
+        return unauthorized(str(exc))
+    listed = visible_rooms(singer.user)
+    if grant is not None and grant.room_ids is not None:
+        listed = listed.filter(pk__in=grant.room_ids)
     return JsonResponse(
         {
             "rooms": [
@@ -40,16 +80,19 @@ def rooms(request: HttpRequest) -> JsonResponse:
                     "last_message_at": room.last_message_at.isoformat() if room.last_message_at else None,
                     "url": room.get_absolute_url(),
                 }
-                for room in visible_rooms(request.user).order_by("title")
+                for room in listed.order_by("title")
             ]
         }
     )
 
 
-@require_GET
-def room_messages(request: HttpRequest, slug: str) -> JsonResponse:
-    room = Room.objects.filter(slug=slug).first()
-    if room is None or not access_for(room, singer_for(request.user, request.session)).can_view:
+def _room_history(request: HttpRequest, slug: str) -> JsonResponse:
+    try:
+        singer, grant = caller(request)
+    except Unauthorized as exc:
+        return unauthorized(str(exc))
+    room = _visible_room(slug, singer, grant)
+    if room is None:
         return _error(404, "not_found", "no such room")
     try:
         before = _whole(request.GET.get("before"), "before")
@@ -71,3 +114,8 @@ def room_messages(request: HttpRequest, slug: str) -> JsonResponse:
         has_more = len(page) > limit
         page = page[-limit:] if has_more else page
     return JsonResponse({"room": room.slug, "seq": room.last_seq, "limit": limit, "has_more": has_more, "messages": page})
+
+
+@require_GET
+def room_messages(request: HttpRequest, slug: str) -> JsonResponse:
+    return _room_history(request, slug)

@@ -17,6 +17,10 @@ TYPING = "room.typing"  # {frame, origin}: origin's own socket is skipped
 CLOSE = "room.close"  # {code, reason}: close every socket in the room
 EJECT = "room.eject"  # {user_id, code, reason}: close one user's sockets
 ROOM_CHANGED = "room.changed"  # the room's settings changed: hubs reload it
+TOKEN_REVOKED = "token.revoked"  # {token_id, code, reason}: close the sockets opened with it
+
+# Events about no one room go to this group, which every hub joins.
+EVERYWHERE = "choir.everywhere"
 
 # choir.broadcast adds to every event: room_id, and `at` (time.time() when sent).
 
@@ -60,3 +64,7 @@ def room_changed() -> Event:
 
 def presence(frame: str, joined: list[str], left: list[str]) -> Event:
     return {"type": PRESENCE, "frame": frame, "joined": joined, "left": left}
+
+
+def token_revoked(token_id: int, code: int, reason: str) -> Event:
+    return {"type": TOKEN_REVOKED, "token_id": token_id, "code": code, "reason": reason}

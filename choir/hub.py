@@ -139,6 +139,7 @@ class Hub:
             if self._started:
                 return
             self.channel_name = await self.layer.new_channel(prefix="hub.")
+            await self.layer.group_add(events.EVERYWHERE, self.channel_name)
             self._tasks = [
                 asyncio.ensure_future(self._receive_loop()),
                 asyncio.ensure_future(self._resync_loop()),
@@ -297,6 +298,8 @@ class Hub:
 
     async def hear(self, event: events.Event) -> None:
         """Handle one room event: from the channel layer, or first-hand from this process's commits."""
+        if event.get("type") == events.TOKEN_REVOKED:
+            return await self._on_token_revoked(event)
         feed = self.feeds.get(event.get("room_id", -1))
         handler = self._handlers.get(event.get("type"))
         if feed is None or handler is None:
@@ -430,6 +433,12 @@ class Hub:
             if listener.user_id == event["user_id"]:
                 await _quietly(listener.shut(event["code"], event["reason"]))
 
+    async def _on_token_revoked(self, event: events.Event) -> None:
+        for feed in list(self.feeds.values()):
+            for listener in list(feed.listeners.values()):
+                if getattr(listener, "token_id", None) == event["token_id"]:
+                    await _quietly(listener.shut(event["code"], event["reason"]))
+
     async def _on_room_changed(self, feed: Feed, event: events.Event) -> None:
         room, members = await database_sync_to_async(_room_and_members)(feed.room.pk)
         if room is None:
@@ -505,6 +514,7 @@ class Hub:
                     await self.presence.refresh({room_id: set(feed.names) for room_id, feed in self.feeds.items()})
                 if time.monotonic() - last_rejoin > self.REJOIN_EVERY:
                     last_rejoin = time.monotonic()
+                    await self.layer.group_add(events.EVERYWHERE, self.channel_name)
                     for room_id in list(self.feeds):
                         await self.layer.group_add(events.group_name(room_id), self.channel_name)
             except asyncio.CancelledError:

@@ -34,6 +34,7 @@ class Close:
     GOING_AWAY = 1001
     TOO_BIG = 1009
     TRY_AGAIN = 1013
+    UNAUTHORIZED = 4401  # a bad, expired or revoked token
     FORBIDDEN = 4403
     NOT_FOUND = 4404
     ROOM_CLOSED = 4410

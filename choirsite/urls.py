@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from choir import api, desk, health, metrics_view, moderation_views, views
+from choir import api, desk, health, metrics_view, moderation_views, token_views, views
 
 urlpatterns = [
     path("", views.room_list, name="room-list"),
@@ -11,6 +11,8 @@ urlpatterns = [
     path("api/rooms/", api.rooms, name="api-rooms"),
     path("api/rooms/<slug:slug>/messages", api.room_messages, name="api-room-messages"),
     path("accounts/signup/", views.signup, name="signup"),
+    path("accounts/tokens/", token_views.token_list, name="tokens"),
+    path("accounts/tokens/<int:pk>/revoke", token_views.token_revoke, name="token-revoke"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/desk/", admin.site.admin_view(desk.desk_view), name="choir-desk"),
     path("admin/", admin.site.urls),
