@@ -1,12 +1,22 @@
-"""The history API: the same message objects as the socket, the same visibility."""
+"""The HTTP API: history with the socket's message objects and visibility, and
+posting, editing and deleting through the same services as the socket."""
 
 from __future__ import annotations
 
-from choir.conf import settings
-from django.http import HttpRequest, JsonResponse
-from django.views.decorators.http import require_GET
+import json
+import math
+from typing import Any, Callable
 
-from choir import tokens
+from choir.conf import settings
+from django.db import DatabaseError
+from django.http import HttpRequest, JsonResponse
+from django.middleware.csrf import CsrfViewMiddleware
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_http_methods
+
+from choir import protocol, ratelimit, services, tokens
+from choir.protocol import Code, Refusal
+from choir.selectors import message_frame
 from choir.access import Singer, access_for, display_name, singer_for
 from choir.models import Room
 from choir.selectors import messages_after, messages_before, visible_rooms
@@ -116,6 +126,124 @@ def _room_history(request: HttpRequest, slug: str) -> JsonResponse:
     return JsonResponse({"room": room.slug, "seq": room.last_seq, "limit": limit, "has_more": has_more, "messages": page})
 
 
-@require_GET
+# Writing -----------------------------------------------------------------------
+
+STATUS = {
+    Code.INVALID: 400,
+    Code.UNKNOWN_TYPE: 400,
+    Code.FORBIDDEN: 403,
+    Code.NOT_FOUND: 404,
+    Code.RATE_LIMITED: 429,
+    Code.UNAVAILABLE: 503,
+}
+
+
+def refused(refusal: Refusal) -> JsonResponse:
+    """A refusal as the contract gives it: {"code", "detail"} and the fitting status."""
+    body: dict[str, Any] = {"code": refusal.code, "detail": refusal.detail}
+    if refusal.ref is not None:
+        body["ref"] = refusal.ref
+    if refusal.retry_after is not None:
+        body["retry_after"] = round(refusal.retry_after, 3)
+    response = JsonResponse(body, status=STATUS.get(refusal.code, 400))
+    if refusal.retry_after is not None:
+        response["Retry-After"] = str(max(1, math.ceil(refusal.retry_after)))
+    return response
+
+
+_csrf = CsrfViewMiddleware(lambda request: None)
+
+
+def _writer(request: HttpRequest, slug: str) -> tuple[Room, Singer]:
+    """The room and the person for a write, or Unauthorized / Refusal.
+
+    A token needs no CSRF token (a program is no browser to be tricked); a
+    session does. The person's rate limit is the socket's (choir.ratelimit).
+    """
+    singer, grant = caller(request)
+    if grant is None:
+        if _csrf.process_view(request, None, (), {}) is not None:
+            raise Refusal(Code.FORBIDDEN, "CSRF check failed: send the csrftoken cookie's value as X-CSRFToken")
+        if singer.user is None and not request.session.session_key:
+            raise Unauthorized("sign in, or send Authorization: Bearer <token>")
+    person = f"u:{singer.user_id}" if singer.user_id is not None else f"g:{singer.guest_key}"
+    wait = ratelimit.take(person)
+    if wait:
+        raise Refusal(Code.RATE_LIMITED, "slow down", retry_after=wait)
+    room = _visible_room(slug, singer, grant)
+    if room is None:
+        raise Refusal(Code.NOT_FOUND, "no such room")
+    if grant is not None and grant.read_only:
+        raise Refusal(Code.FORBIDDEN, "this token is read-only")
+    return room, singer
+
+
+def _json_object(request: HttpRequest) -> dict[str, Any]:
+    limit = settings.CHOIR_MAX_FRAME_BYTES
+    if len(request.body) > limit:
+        raise Refusal(Code.INVALID, f"request body is larger than {limit} bytes")
+    try:
+        obj = json.loads(request.body or b"null")
+    except ValueError:
+        raise Refusal(Code.INVALID, "the body must be a JSON object") from None
+    if not isinstance(obj, dict):
+        raise Refusal(Code.INVALID, "the body must be a JSON object")
+    return obj
+
+
+def _command(fields: dict[str, Any]) -> protocol.Command:
+    # Validated by the socket's own parser, so HTTP and socket refuse alike.
+    return protocol.parse_frame(protocol.encode(fields))
+
+
+def _answering(view: Callable[..., JsonResponse]) -> Callable[..., JsonResponse]:
+    def answer(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except Unauthorized as exc:
+            return unauthorized(str(exc))
+        except Refusal as refusal:
+            return refused(refusal)
+        except DatabaseError:
+            return refused(Refusal(Code.UNAVAILABLE, "storage failed: nothing was changed, retry"))
+
+    answer.__name__ = view.__name__
+    answer.__doc__ = view.__doc__
+    return answer
+
+
+@_answering
+def _post_message(request: HttpRequest, slug: str) -> JsonResponse:
+    """POST a message: 201 with it; a retried client_id gives 200 and the original."""
+    room, singer = _writer(request, slug)
+    obj = _json_object(request)
+    if obj.get("reply_to") is not None:
+        # Replies are not in the posting service yet (issue 14 note).
+        raise Refusal(Code.INVALID, "'reply_to' is not supported yet: send null or leave it out")
+    say = _command({"type": "say", "body": obj.get("body"), "client_id": obj.get("client_id")})
+    assert isinstance(say, protocol.Say)
+    posted = services.message_post(room=room, singer=singer, body=say.body, client_id=say.client_id)
+    return JsonResponse(json.loads(posted.frame), status=201 if posted.created else 200)
+
+
+@csrf_exempt  # checked in _writer for sessions; tokens need none
+@require_http_methods(["GET", "HEAD", "POST"])
 def room_messages(request: HttpRequest, slug: str) -> JsonResponse:
+    if request.method == "POST":
+        return _post_message(request, slug)
     return _room_history(request, slug)
+
+
+@csrf_exempt  # checked in _writer for sessions; tokens need none
+@require_http_methods(["PATCH", "DELETE"])
+@_answering
+def room_message(request: HttpRequest, slug: str, seq: int) -> JsonResponse:
+    """PATCH {"body"} edits a message, DELETE deletes it: the author's, or any for a conductor."""
+    room, singer = _writer(request, slug)
+    if request.method == "PATCH":
+        edit = _command({"type": "edit", "seq": seq, "body": _json_object(request).get("body")})
+        assert isinstance(edit, protocol.Edit)
+        message = services.message_edit(room=room, actor=singer, seq=edit.seq, body=edit.body)
+    else:
+        message = services.message_delete(room=room, actor=singer, seq=seq)
+    return JsonResponse(message_frame(message, room.slug))

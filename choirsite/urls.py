@@ -10,6 +10,7 @@ urlpatterns = [
     path("rooms/<slug:slug>/moderate", moderation_views.moderate, name="room-moderate"),
     path("api/rooms/", api.rooms, name="api-rooms"),
     path("api/rooms/<slug:slug>/messages", api.room_messages, name="api-room-messages"),
+    path("api/rooms/<slug:slug>/messages/<int:seq>", api.room_message, name="api-room-message"),
     path("accounts/signup/", views.signup, name="signup"),
     path("accounts/tokens/", token_views.token_list, name="tokens"),
     path("accounts/tokens/<int:pk>/revoke", token_views.token_revoke, name="token-revoke"),

@@ -3,6 +3,7 @@
 import asyncio
 import json
 import re
+import urllib.error
 import urllib.parse
 import urllib.request
 
@@ -109,3 +110,34 @@ async def test_a_bad_token_on_daphne_is_accepted_then_closed_with_4401(daphne, l
     ws = await websockets.connect(server.ws("lobby", "token=choir_0000_nothing"))
     seen, code = await frames_until_close(ws)
     assert code == 4401 and seen[0]["type"] == "closing"
+
+
+def http_post(url, token, payload):
+    request = urllib.request.Request(
+        url, data=json.dumps(payload).encode(), method="POST",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as answer:
+        return answer.code, json.loads(answer.read())
+
+
+async def test_a_script_posts_over_http_to_daphne_retries_safely_and_a_socket_hears_it(daphne, lobby, make_user):
+    server = daphne()
+    ann = await database_sync_to_async(make_user)("ann")
+    _, secret = await database_sync_to_async(services.token_issue)(user=ann, name="ci")
+    ws = await websockets.connect(server.ws("lobby"))
+    await hello(ws)
+    url = server.url + "/api/rooms/lobby/messages"
+    status, message = await asyncio.to_thread(http_post, url, secret, {"body": "build green", "client_id": "b-7"})
+    assert status == 201 and message["seq"] == 1
+    status, again = await asyncio.to_thread(http_post, url, secret, {"body": "build green", "client_id": "b-7"})
+    assert status == 200 and again == message
+    while (frame := json.loads(await asyncio.wait_for(ws.recv(), 10)))["type"] != "message":
+        pass
+    assert frame == message
+    status, error = await asyncio.to_thread(http_post, url, "choir_nope_nope", {"body": "x"})
+    assert status == 401 and error["code"] == "unauthorized"
+    await ws.close()
