@@ -166,6 +166,8 @@ def server_env() -> dict[str, str]:
         env["CHOIR_REDIS_PREFIX"] = settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"]
     env.setdefault("DEBUG", "1")
     env["CHOIR_ACCESS_LOG"] = "0"
+    # Only the webhook tests want serve's delivery worker: elsewhere it would only poll.
+    env.setdefault("CHOIR_WEBHOOKS_IN_SERVE", "0")
     env["DATABASE_CONN_MAX_AGE"] = "60"
     env["PYTHONUNBUFFERED"] = "1"
     return env
