@@ -21,6 +21,9 @@ def _actor(request: HttpRequest) -> Singer:
     return Singer(user=request.user, name=display_name(request.user))
 
 
+ISSUED = ["user", "key", "rooms", "read_only", "expires_at", "created_at", "created_by", "last_used_at", "revoked_at"]
+
+
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
     list_display = ["name", "user", "key", "read_only", "expires_at", "last_used_at", "revoked_at", "created_at"]
@@ -33,13 +36,13 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def get_fields(self, request: HttpRequest, obj=None):
         if obj is None:
             return ["user", "name", "rooms", "read_only", "expires_at"]
-        return ["user", "name", "key", "rooms", "read_only", "expires_at", "created_at", "created_by", "last_used_at", "revoked_at"]
+        return ["name", *ISSUED]
 
     def get_readonly_fields(self, request: HttpRequest, obj=None):
         if obj is None:
             return []
         # A token's powers are fixed when issued: to change them, issue another.
-        return ["user", "key", "rooms", "read_only", "expires_at", "created_at", "created_by", "last_used_at", "revoked_at"]
+        return ISSUED
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False  # revoke instead: the row remembers who had what
@@ -76,7 +79,9 @@ class RecentDeliveries(admin.TabularInline):
     extra = 0
     max_num = 0
     can_delete = False
-    fields = readonly_fields = ["id", "event_type", "room_key", "created_at", "state", "attempts", "last_status", "last_error"]
+    fields = readonly_fields = [
+        "id", "event_type", "room_key", "created_at", "state", "attempts", "last_status", "last_error",
+    ]
     ordering = ["-id"]
     verbose_name_plural = "recent deliveries (the 20 latest)"
 
@@ -160,7 +165,10 @@ class DeliveryState(admin.SimpleListFilter):
 
 @admin.register(WebhookDelivery)
 class WebhookDeliveryAdmin(admin.ModelAdmin):
-    list_display = ["id", "endpoint", "event_type", "room_key", "created_at", "state", "attempts", "last_status", "last_error", "next_attempt_at", "delivered_at"]
+    list_display = [
+        "id", "endpoint", "event_type", "room_key", "created_at", "state",
+        "attempts", "last_status", "last_error", "next_attempt_at", "delivered_at",
+    ]
     list_filter = [DeliveryState, "endpoint", "event_type"]
     search_fields = ["delivery_id"]
     readonly_fields = [f.name for f in WebhookDelivery._meta.fields]

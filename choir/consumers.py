@@ -112,18 +112,16 @@ class RoomConsumer(AsyncWebsocketConsumer):
         known = None
         token_error = None
         raw_token = self.scope.get("choir.token")
+        if raw_token is None and settings.SESSION_COOKIE_NAME not in self.scope.get("cookies", {}):
+            # A cookie-less guest has no standing to look up: with the room
+            # from the hub, the rules need nothing from the database.
+            known = await hub.open_room(slug)
         if raw_token is not None:
             room, self.singer, self.access, grant, token_error = await database_sync_to_async(_enter_with_token)(
                 slug, raw_token
             )
             if grant is not None:
                 self.token_id, self.read_only = grant.token_id, grant.read_only
-        elif settings.SESSION_COOKIE_NAME not in self.scope.get("cookies", {}):
-            # A cookie-less guest has no standing to look up: with the room
-            # from the hub, the rules need nothing from the database.
-            known = await hub.open_room(slug)
-        if raw_token is not None:
-            pass
         elif known is not None:
             room = known
             self.singer = singer_for(None, None, requested_name)

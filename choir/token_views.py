@@ -58,7 +58,7 @@ def token_list(request: HttpRequest) -> HttpResponse:
     else:
         form = TokenForm(user=request.user)
     rows = ApiToken.objects.filter(user=request.user).prefetch_related("rooms")
-    response = render(request, "choir/tokens.html", {"form": form, "tokens": rows, "issued": issued, "now": timezone.now()})
+    response = render(request, "choir/tokens.html", {"form": form, "tokens": rows, "issued": issued})
     response["Cache-Control"] = "no-store"
     return response
 

@@ -218,7 +218,9 @@ def _attempt_head(endpoint_id: int, room_key: int) -> bool | None:
             row.delivered_at = now
         else:
             row.next_attempt_at = now + timedelta(seconds=backoff(row.attempts))
-            log.warning("webhook %s to %s failed (attempt %s): %s", row.delivery_id, row.endpoint.url, row.attempts, error)
+            log.warning(
+                "webhook %s to %s failed (attempt %s): %s", row.delivery_id, row.endpoint.url, row.attempts, error
+            )
         row.save(update_fields=["attempts", "last_status", "last_error", "delivered_at", "next_attempt_at"])
         return not error
 

@@ -18,7 +18,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("username", help="the bot's username; made if it does not exist")
         parser.add_argument("--token-name", default="bot", help="a name for the token (default: bot)")
-        parser.add_argument("--room", action="append", default=[], help="limit the token to this room's slug (repeatable)")
+        parser.add_argument(
+            "--room", action="append", default=[], help="limit the token to this room's slug (repeatable)"
+        )
         parser.add_argument("--read-only", action="store_true", help="the token may read but never post")
         parser.add_argument("--expires-days", type=int, help="the token expires after this many days")
 
