@@ -42,7 +42,7 @@ def caller(request: HttpRequest) -> tuple[Singer, tokens.Grant | None]:
     if raw is None:
         return singer_for(request.user, request.session), None
     if not raw:
-        raise Unauthorized("use Authorization: Bearer <token>")
+        raise Unauthorized("Authorization: Bearer needs a token")
     try:
         grant = tokens.authenticate(raw)
     except tokens.BadToken as exc:

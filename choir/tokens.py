@@ -53,7 +53,7 @@ def digest(token: str) -> str:
 
 
 def from_headers(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
-    """The bearer token of an ASGI scope's headers, if any ('' when malformed)."""
+    """The bearer token of an ASGI scope's headers, if any ('' when the header is empty)."""
     for name, value in headers:
         if name == b"authorization":
             return bearer(value.decode("latin-1"))
@@ -66,11 +66,15 @@ def from_query(query_string: bytes) -> str | None:
 
 
 def bearer(header: str | None) -> str | None:
-    """The token in an Authorization header; '' for another scheme; None without one."""
+    """The token in an Authorization header; None without one.
+
+    Another scheme (Basic, from a proxy's password protection) is not ours
+    and is ignored, so the request goes on as the session or a guest.
+    """
     if not header:
         return None
     scheme, _, value = header.partition(" ")
-    return value.strip() if scheme.lower() == "bearer" else ""
+    return value.strip() if scheme.lower() == "bearer" else None
 
 
 def authenticate(token: str) -> Grant:
