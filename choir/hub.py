@@ -28,7 +28,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from choir.conf import settings
 
-from choir import events, metrics, presence, protocol
+from choir import events, metrics, presence, protocol, tokens
 from choir.models import Room
 from choir.ratelimit import TokenBucket
 from choir.selectors import message_range
@@ -104,6 +104,7 @@ class Feed:
 
 class Hub:
     RESYNC_EVERY = 2.0
+    TOKEN_CHECK_EVERY = 10.0  # close sockets whose token expired, or whose revocation broadcast was lost
     REJOIN_EVERY = 600.0  # re-assert group membership (channels-redis expires it)
     PRESENCE_BATCH = 0.2
 
@@ -439,6 +440,16 @@ class Hub:
                 if getattr(listener, "token_id", None) == event["token_id"]:
                     await _quietly(listener.shut(event["code"], event["reason"]))
 
+    async def _close_dead_tokens(self) -> None:
+        held = {
+            token_id for feed in self.feeds.values() for listener in feed.listeners.values()
+            if (token_id := getattr(listener, "token_id", None)) is not None
+        }
+        if held:
+            dead = await database_sync_to_async(tokens.dead_among)(held)
+            for token_id, reason in dead.items():
+                await self._on_token_revoked({"token_id": token_id, "code": protocol.Close.UNAUTHORIZED, "reason": reason})
+
     async def _on_room_changed(self, feed: Feed, event: events.Event) -> None:
         room, members = await database_sync_to_async(_room_and_members)(feed.room.pk)
         if room is None:
@@ -496,7 +507,7 @@ class Hub:
     # Healing ---------------------------------------------------------------
 
     async def _resync_loop(self) -> None:
-        last_rejoin = last_refresh = time.monotonic()
+        last_rejoin = last_refresh = last_tokens = time.monotonic()
         while True:
             await asyncio.sleep(self.RESYNC_EVERY)
             self.buckets = {key: bucket for key, bucket in self.buckets.items() if not bucket.full()}
@@ -512,6 +523,9 @@ class Hub:
                     # Keep this process's names from lapsing; a dead process's lapse.
                     last_refresh = time.monotonic()
                     await self.presence.refresh({room_id: set(feed.names) for room_id, feed in self.feeds.items()})
+                if time.monotonic() - last_tokens > self.TOKEN_CHECK_EVERY:
+                    last_tokens = time.monotonic()
+                    await self._close_dead_tokens()
                 if time.monotonic() - last_rejoin > self.REJOIN_EVERY:
                     last_rejoin = time.monotonic()
                     await self.layer.group_add(events.EVERYWHERE, self.channel_name)

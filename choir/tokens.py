@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import Any, Iterable
 from urllib.parse import parse_qs
 
+from django.db.models import Q
 from django.utils import timezone
 
 from choir.models import ApiToken
@@ -97,3 +98,22 @@ def authenticate(token: str) -> Grant:
         ApiToken.objects.filter(pk=row.pk).exclude(last_used_at__gt=now - LAST_USED_EVERY).update(last_used_at=now)
     room_ids = frozenset(row.rooms.values_list("id", flat=True))
     return Grant(token_id=row.pk, user=row.user, read_only=row.read_only, room_ids=room_ids or None)
+
+
+def dead_among(token_ids: set[int]) -> dict[int, str]:
+    """Which of these tokens may no longer be used, and why (for the hub's periodic check)."""
+    now = timezone.now()
+    rows = ApiToken.objects.filter(pk__in=token_ids).filter(
+        Q(revoked_at__isnull=False) | Q(expires_at__lte=now) | Q(user__is_active=False)
+    )
+    dead = {}
+    for pk, revoked_at, expires_at in rows.values_list("pk", "revoked_at", "expires_at"):
+        if revoked_at is not None:
+            dead[pk] = "this token was revoked"
+        elif expires_at is not None and expires_at <= now:
+            dead[pk] = "this token has expired"
+        else:
+            dead[pk] = "this token's account is disabled"
+    gone = token_ids - set(ApiToken.objects.filter(pk__in=token_ids).values_list("pk", flat=True))
+    dead.update({pk: "this token was deleted" for pk in gone})
+    return dead

@@ -254,3 +254,25 @@ def test_the_bot_command_makes_an_account_that_cannot_log_in_and_prints_its_toke
     grant = tokens.authenticate(secret)
     assert grant.user.username == "announcer" and not grant.user.has_usable_password()
     assert grant.read_only and grant.room_ids == {lobby.pk}
+
+
+@pytest.mark.parametrize("how", ["revoked", "expired"])
+async def test_the_hub_closes_sockets_of_dead_tokens_even_when_the_broadcast_was_lost(lobby, ann, how, monkeypatch):
+    from choir.hub import Hub
+
+    monkeypatch.setattr(Hub, "RESYNC_EVERY", 0.1)
+    monkeypatch.setattr(Hub, "TOKEN_CHECK_EVERY", 0.2)
+    row, secret = await database_sync_to_async(issue)(ann)
+    _, other = await database_sync_to_async(issue)(ann, name="other")
+    doomed = await connect("lobby", headers=bearer(secret))
+    spared = await connect("lobby", headers=bearer(other))
+    # Changed in the database only: no event is sent, as if Redis lost it.
+    if how == "revoked":
+        change = {"revoked_at": timezone.now()}
+    else:
+        change = {"expires_at": timezone.now() + timedelta(seconds=0.3)}
+    await database_sync_to_async(ApiToken.objects.filter(pk=row.pk).update)(**change)
+    closing = await doomed.expect("closing", timeout=10)
+    assert closing["code"] == 4401 and how in closing["reason"]
+    await spared.nothing(0.5)
+    await spared.close()
