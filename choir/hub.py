@@ -448,7 +448,7 @@ class Hub:
         if held:
             dead = await database_sync_to_async(tokens.dead_among)(held)
             for token_id, reason in dead.items():
-                await self._on_token_revoked({"token_id": token_id, "code": protocol.Close.UNAUTHORIZED, "reason": reason})
+                await self._on_token_revoked(events.token_revoked(token_id, protocol.Close.UNAUTHORIZED, reason))
 
     async def _on_room_changed(self, feed: Feed, event: events.Event) -> None:
         room, members = await database_sync_to_async(_room_and_members)(feed.room.pk)
