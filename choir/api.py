@@ -15,11 +15,10 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
 from choir import protocol, ratelimit, services, tokens
-from choir.protocol import Code, Refusal
-from choir.selectors import message_frame
 from choir.access import Singer, access_for, display_name, singer_for
 from choir.models import Room
-from choir.selectors import messages_after, messages_before, visible_rooms
+from choir.protocol import Code, Refusal
+from choir.selectors import message_frame, messages_after, messages_before, visible_rooms
 
 
 def _error(status: int, code: str, detail: str) -> JsonResponse:
