@@ -132,6 +132,8 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         return endpoint.last_delivered_at
 
     def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if db_field.name == "url":
+            kwargs["assume_scheme"] = "https"  # a URL typed without one is sent over TLS
         field = super().formfield_for_dbfield(db_field, request, **kwargs)
         if db_field.name == "event_types" and field is not None:
             field.help_text = "A JSON list, e.g. [\"message.posted\"]; [] for every type: " + ", ".join(

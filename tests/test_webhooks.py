@@ -349,3 +349,21 @@ def test_concurrent_workers_keep_order_and_send_each_once(lobby, make_room, quic
     rooms = by_room([r["event"] for r in ok])
     assert [e["data"]["seq"] for e in rooms["lobby"]] == list(range(1, 21))
     assert [e["data"]["seq"] for e in rooms["hall"]] == list(range(1, 21))
+
+
+def test_staff_add_an_endpoint_in_admin_and_it_gets_the_next_event(lobby, make_user, quick):
+    boss = make_user("boss", is_staff=True, is_superuser=True)
+    client = Client()
+    client.force_login(boss)
+    assert not webhooks.wanted()  # this process now holds "no endpoints" for a while
+    response = client.post("/admin/choir/webhookendpoint/add/", {
+        "url": "receiver.example.com/hooks", "description": "ops", "secret": "s3cret", "room": lobby.pk,
+        "event_types": '["message.posted"]', "active": "on",
+        "deliveries-TOTAL_FORMS": "0", "deliveries-INITIAL_FORMS": "0",
+        "deliveries-MIN_NUM_FORMS": "0", "deliveries-MAX_NUM_FORMS": "0",
+    })
+    assert response.status_code == 302, response.content.decode()[:2000]
+    ep = WebhookEndpoint.objects.get()
+    assert ep.url == "https://receiver.example.com/hooks" and ep.room == lobby
+    post(lobby, 1)  # no wait for the endpoint cache: saving it cleared this process's copy
+    assert list(WebhookDelivery.objects.values_list("endpoint_id", "event_type")) == [(ep.pk, "message.posted")]
