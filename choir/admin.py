@@ -250,3 +250,6 @@ class ModerationActionAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
+
+
+from choir import admin_programs  # noqa: E402,F401  (registers tokens and webhooks)

@@ -1,18 +1,61 @@
-"""The history API: the same message objects as the socket, the same visibility."""
+"""The HTTP API: history with the socket's message objects and visibility, and
+posting, editing and deleting through the same services as the socket."""
 
 from __future__ import annotations
 
-from choir.conf import settings
-from django.http import HttpRequest, JsonResponse
-from django.views.decorators.http import require_GET
+import json
+import math
+from typing import Any, Callable
 
-from choir.access import access_for, singer_for
+from choir.conf import settings
+from django.db import DatabaseError
+from django.http import HttpRequest, JsonResponse
+from django.middleware.csrf import CsrfViewMiddleware
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_http_methods
+
+from choir import protocol, services, tokens
+from choir.fanout import take_for_http
+from choir.access import Singer, access_for, display_name, singer_for
 from choir.models import Room
-from choir.selectors import messages_after, messages_before, visible_rooms
+from choir.protocol import Code, Refusal
+from choir.selectors import message_frame, messages_after, messages_before, visible_rooms
 
 
 def _error(status: int, code: str, detail: str) -> JsonResponse:
     return JsonResponse({"error": {"code": code, "detail": detail}}, status=status)
+
+
+class Unauthorized(Exception):
+    """A bad, expired or revoked bearer token: 401, whatever the endpoint."""
+
+
+def unauthorized(detail: str) -> JsonResponse:
+    response = JsonResponse({"code": "unauthorized", "detail": detail}, status=401)
+    response["WWW-Authenticate"] = 'Bearer realm="choir"'
+    return response
+
+
+def caller(request: HttpRequest) -> tuple[Singer, tokens.Grant | None]:
+    """Who is asking: the bearer token's user when one is sent, else the session's user or guest."""
+    raw = tokens.bearer(request.headers.get("Authorization"))
+    if raw is None:
+        return singer_for(request.user, request.session), None
+    if not raw:
+        raise Unauthorized("Authorization: Bearer needs a token")
+    try:
+        grant = tokens.authenticate(raw)
+    except tokens.BadToken as exc:
+        raise Unauthorized(str(exc)) from None
+    return Singer(user=grant.user, name=display_name(grant.user)), grant
+
+
+def _visible_room(slug: str, singer: Singer, grant: tokens.Grant | None) -> Room | None:
+    """The room if this caller may see it; None for a room that is missing, hidden, or outside the token's rooms."""
+    room = Room.objects.filter(slug=slug).first()
+    if room is None or (grant is not None and not grant.allows_room(room.pk)):
+        return None
+    return room if access_for(room, singer).can_view else None
 
 
 def _whole(raw: str | None, name: str) -> int | None:
@@ -25,6 +68,13 @@ def _whole(raw: str | None, name: str) -> int | None:
 
 @require_GET
 def rooms(request: HttpRequest) -> JsonResponse:
+    try:
+        singer, grant = caller(request)
+    except Unauthorized as exc:
+        return unauthorized(str(exc))
+    listed = visible_rooms(singer.user)
+    if grant is not None and grant.room_ids is not None:
+        listed = listed.filter(pk__in=grant.room_ids)
     return JsonResponse(
         {
             "rooms": [
@@ -40,16 +90,19 @@ def rooms(request: HttpRequest) -> JsonResponse:
                     "last_message_at": room.last_message_at.isoformat() if room.last_message_at else None,
                     "url": room.get_absolute_url(),
                 }
-                for room in visible_rooms(request.user).order_by("title")
+                for room in listed.order_by("title")
             ]
         }
     )
 
 
-@require_GET
-def room_messages(request: HttpRequest, slug: str) -> JsonResponse:
-    room = Room.objects.filter(slug=slug).first()
-    if room is None or not access_for(room, singer_for(request.user, request.session)).can_view:
+def _room_history(request: HttpRequest, slug: str) -> JsonResponse:
+    try:
+        singer, grant = caller(request)
+    except Unauthorized as exc:
+        return unauthorized(str(exc))
+    room = _visible_room(slug, singer, grant)
+    if room is None:
         return _error(404, "not_found", "no such room")
     try:
         before = _whole(request.GET.get("before"), "before")
@@ -71,3 +124,127 @@ def room_messages(request: HttpRequest, slug: str) -> JsonResponse:
         has_more = len(page) > limit
         page = page[-limit:] if has_more else page
     return JsonResponse({"room": room.slug, "seq": room.last_seq, "limit": limit, "has_more": has_more, "messages": page})
+
+
+# Writing -----------------------------------------------------------------------
+
+STATUS = {
+    Code.INVALID: 400,
+    Code.UNKNOWN_TYPE: 400,
+    Code.FORBIDDEN: 403,
+    Code.NOT_FOUND: 404,
+    Code.RATE_LIMITED: 429,
+    Code.UNAVAILABLE: 503,
+}
+
+
+def refused(refusal: Refusal) -> JsonResponse:
+    """A refusal as the contract gives it: {"code", "detail"} and the fitting status."""
+    body: dict[str, Any] = {"code": refusal.code, "detail": refusal.detail}
+    if refusal.ref is not None:
+        body["ref"] = refusal.ref
+    if refusal.retry_after is not None:
+        body["retry_after"] = round(refusal.retry_after, 3)
+    response = JsonResponse(body, status=STATUS.get(refusal.code, 400))
+    if refusal.retry_after is not None:
+        response["Retry-After"] = str(max(1, math.ceil(refusal.retry_after)))
+    return response
+
+
+_csrf = CsrfViewMiddleware(lambda request: None)
+
+
+def _writer(request: HttpRequest, slug: str) -> tuple[Room, Singer]:
+    """The room and the person for a write, or Unauthorized / Refusal.
+
+    A token needs no CSRF token (a program is no browser to be tricked); a
+    session does. The person's rate limit is the socket's (choir/fanout/admission.py).
+    """
+    singer, grant = caller(request)
+    if grant is None:
+        if _csrf.process_view(request, None, (), {}) is not None:
+            raise Refusal(Code.FORBIDDEN, "CSRF check failed: send the csrftoken cookie's value as X-CSRFToken")
+        if singer.user is None and not request.session.session_key:
+            raise Unauthorized("sign in, or send Authorization: Bearer <token>")
+    # The socket's person: a user, or a guest's address (choir/fanout/admission.py).
+    person = f"u:{singer.user_id}" if singer.user_id is not None else f"a:{request.META.get('REMOTE_ADDR', '?')}"
+    wait = take_for_http(person)
+    if wait:
+        raise Refusal(Code.RATE_LIMITED, "slow down", retry_after=wait)
+    room = _visible_room(slug, singer, grant)
+    if room is None:
+        raise Refusal(Code.NOT_FOUND, "no such room")
+    if grant is not None and grant.read_only:
+        raise Refusal(Code.FORBIDDEN, "this token is read-only")
+    return room, singer
+
+
+def _json_object(request: HttpRequest) -> dict[str, Any]:
+    limit = settings.CHOIR_MAX_FRAME_BYTES
+    if len(request.body) > limit:
+        raise Refusal(Code.INVALID, f"request body is larger than {limit} bytes")
+    try:
+        obj = json.loads(request.body or b"null")
+    except ValueError:
+        raise Refusal(Code.INVALID, "the body must be a JSON object") from None
+    if not isinstance(obj, dict):
+        raise Refusal(Code.INVALID, "the body must be a JSON object")
+    return obj
+
+
+def _command(fields: dict[str, Any]) -> protocol.Command:
+    # Validated by the socket's own parser, so HTTP and socket refuse alike.
+    return protocol.parse_frame(protocol.encode(fields))
+
+
+def _answering(view: Callable[..., JsonResponse]) -> Callable[..., JsonResponse]:
+    def answer(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except Unauthorized as exc:
+            return unauthorized(str(exc))
+        except Refusal as refusal:
+            return refused(refusal)
+        except DatabaseError:
+            return refused(Refusal(Code.UNAVAILABLE, "storage failed: nothing was changed, retry"))
+
+    answer.__name__ = view.__name__
+    answer.__doc__ = view.__doc__
+    return answer
+
+
+@_answering
+def _post_message(request: HttpRequest, slug: str) -> JsonResponse:
+    """POST a message: 201 with it; a retried client_id gives 200 and the original."""
+    room, singer = _writer(request, slug)
+    obj = _json_object(request)
+    if obj.get("reply_to") is not None:
+        # Replies are not in the posting service yet (issue 14 note).
+        raise Refusal(Code.INVALID, "'reply_to' is not supported yet: send null or leave it out")
+    say = _command({"type": "say", "body": obj.get("body"), "client_id": obj.get("client_id")})
+    assert isinstance(say, protocol.Say)
+    posted = services.message_post(room=room, singer=singer, body=say.body, client_id=say.client_id)
+    return JsonResponse(json.loads(posted.frame), status=201 if posted.created else 200)
+
+
+@csrf_exempt  # checked in _writer for sessions; tokens need none
+@require_http_methods(["GET", "HEAD", "POST"])
+def room_messages(request: HttpRequest, slug: str) -> JsonResponse:
+    if request.method == "POST":
+        return _post_message(request, slug)
+    return _room_history(request, slug)
+
+
+@csrf_exempt  # checked in _writer for sessions; tokens need none
+@require_http_methods(["PATCH", "DELETE"])
+@_answering
+def room_message(request: HttpRequest, slug: str, seq: int) -> JsonResponse:
+    """PATCH {"body"} edits a message, DELETE deletes it: the author's, or any for a conductor."""
+    room, singer = _writer(request, slug)
+    if request.method == "PATCH":
+        edit = _command({"type": "edit", "seq": seq, "body": _json_object(request).get("body")})
+        assert isinstance(edit, protocol.Edit)
+        message = services.message_edit(room=room, actor=singer, seq=edit.seq, body=edit.body)
+    else:
+        message = services.message_delete(room=room, actor=singer, seq=seq)
+    return JsonResponse(message_frame(message, room.slug))

@@ -1,4 +1,4 @@
-"""Socket authentication: Channels' session auth, without needless thread hops."""
+"""Socket authentication: Channels' session auth, without needless thread hops, or an API token."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from channels.sessions import CookieMiddleware, SessionMiddleware
 from choir.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.http.cookie import parse_cookie
+
+from choir import tokens
 
 
 class SessionAuthMiddleware(AuthMiddleware):
@@ -48,6 +50,15 @@ class GuestFastPath:
     def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         # Returns the chosen stack's coroutine rather than awaiting it, so
         # this layer keeps no frame alive for the socket's life.
+        token = tokens.from_headers(scope.get("headers", ()))
+        if token is None and b"token=" in scope.get("query_string", b""):
+            token = tokens.from_query(scope["query_string"])
+        if token is not None:
+            # A program with a token: the consumer checks it once accepted, so
+            # a bad one is told with close code 4401 rather than a failed handshake.
+            scope.update(cookies={}, session=None, user=ANONYMOUS)
+            scope["choir.token"] = token
+            return self.inner(scope, receive, send)
         for name, value in scope.get("headers", ()):
             if name == b"cookie" and settings.SESSION_COOKIE_NAME in parse_cookie(value.decode("latin-1")):
                 return self.full(scope, receive, send)

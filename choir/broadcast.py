@@ -61,6 +61,38 @@ def on_commit(room_id: int, event: events.Event) -> None:
     transaction.on_commit(lambda: send(room_id, event))
 
 
+def on_commit_everywhere(event: events.Event) -> None:
+    """Broadcast `event` to every process's hub (not to one room) once the transaction commits."""
+    transaction.on_commit(lambda: send_everywhere(event))
+
+
+def send_everywhere(event: events.Event) -> None:
+    """Broadcast to every hub now, from synchronous code: rare events (a token revoked)."""
+    loop = serving_loop()
+    if loop is not None:
+        asyncio.run_coroutine_threadsafe(_asend_everywhere_quietly(event), loop)
+        return
+    try:
+        async_to_sync(_asend_everywhere_quietly)(event)
+    except RuntimeError:
+        worker = threading.Thread(target=asyncio.run, args=(_asend_everywhere_quietly(event),))
+        worker.start()
+        worker.join()
+
+
+async def _asend_everywhere_quietly(event: events.Event) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        await layer.group_send(events.EVERYWHERE, {**event, "at": time.time()})
+    except Exception:
+        metrics.BROADCAST_FAILURES.inc()
+        log.warning("broadcast failed type=%s", event.get("type"), exc_info=True)
+        return
+    metrics.BROADCASTS.labels(event["type"]).inc()
+
+
 def send(room_id: int, event: events.Event) -> None:
     """Broadcast now, from synchronous code. Never waits on a stopped event loop."""
     loop = serving_loop()

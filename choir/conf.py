@@ -60,6 +60,13 @@ DEFAULTS: dict[str, Any] = {
     "CHOIR_METRICS_TOKEN": "",
     "CHOIR_METRICS_ALLOW": ["127.0.0.1", "::1"],
     "CHOIR_DESK_WINDOW_MINUTES": 5,
+    # Webhooks out (choir/webhooks.py)
+    "CHOIR_WEBHOOKS_IN_SERVE": True,  # `manage.py serve` runs the delivery worker as a child process
+    "CHOIR_WEBHOOK_POLL": 1.0,  # seconds between outbox polls when idle
+    "CHOIR_WEBHOOK_TIMEOUT": 10.0,  # seconds a receiver has to answer
+    "CHOIR_WEBHOOK_RETRY_BASE": 2.0,  # first retry after this many seconds, then doubling...
+    "CHOIR_WEBHOOK_RETRY_MAX": 300.0,  # ...up to this; never given up
+    "CHOIR_WEBHOOK_ENDPOINT_CACHE": 2.0,  # seconds a process keeps its list of active endpoints
     # Redis for presence and shared limits: None = the Redis hosts of the
     # default channel layer, if it is a channels-redis layer.
     "CHOIR_REDIS_URLS": None,

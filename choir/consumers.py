@@ -8,6 +8,7 @@ channel-layer channel of its own.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import secrets
 import time
@@ -20,8 +21,8 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from choir.conf import settings
 from django.db import DatabaseError
 
-from choir import logs, metrics, presence, protocol, services, transport
-from choir.access import Access, Singer, Standing, access_for, singer_for
+from choir import logs, metrics, presence, protocol, services, tokens, transport
+from choir.access import Access, Singer, Standing, access_for, display_name, singer_for
 from choir.fanout import Seat, current_hub
 from choir.models import Room
 from choir.protocol import Close, Code, Refusal
@@ -41,6 +42,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
     is_staff: bool = False
     name: str = ""
     client_ip: str = ""
+    token_id: int | None = None  # the API token this socket was opened with; its revocation closes it
+    read_only: bool = False
     wire: Wire | None = None
     seat: Seat | None = None
     singer: Singer
@@ -114,17 +117,25 @@ class RoomConsumer(AsyncWebsocketConsumer):
         # reconnecting in a tight loop is held to a rate per address.
         handshake_wait = hub.handshake(self.client_ip)
         known = None
+        token_error = None
+        raw_token = self.scope.get("choir.token")
         cookieless = settings.SESSION_COOKIE_NAME not in self.scope.get("cookies", {})
         if handshake_wait or hub.rooms.missing(slug):
             # Answered without touching the database.
             room, self.singer = None, singer_for(None, None, requested_name)
             self.access = NO_ACCESS
         else:
-            if cookieless:
+            if raw_token is None and cookieless:
                 # A cookie-less guest has no standing to look up: with the room
                 # from the hub, the rules need nothing from the database.
                 known = await hub.open_room(slug)
-            if known is not None:
+            if raw_token is not None:
+                room, self.singer, self.access, grant, token_error = await database_sync_to_async(_enter_with_token)(
+                    slug, raw_token
+                )
+                if grant is not None:
+                    self.token_id, self.read_only = grant.token_id, grant.read_only
+            elif known is not None:
                 room = known
                 self.singer = singer_for(None, None, requested_name)
                 self.access = access_for(room, self.singer, Standing())
@@ -142,6 +153,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         # Accept first so that every refusal is a close code a browser can read.
         await self.accept()
         self.accepted = True
+        if token_error is not None:
+            return await self.shut(Close.UNAUTHORIZED, token_error)
         if handshake_wait:
             return await self.shut(
                 Close.TRY_AGAIN, f"too many connection attempts from your address; retry in {handshake_wait:.1f} s"
@@ -288,8 +301,13 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.strikes += 1
         raise Refusal(Code.RATE_LIMITED, "slow down", ref=ref, retry_after=wait)
 
+    def _may_write(self, ref: str | None) -> None:
+        if self.read_only:
+            raise Refusal(Code.FORBIDDEN, "this token is read-only", ref=ref)
+
     async def on_say(self, command: protocol.Say) -> None:
         assert self.seat is not None
+        self._may_write(command.client_id)
         # Queued now, in the order the frames came, then settled in the
         # background: the socket reads its next frame without waiting for
         # the store, so one fast client is not capped at one store at a time.
@@ -326,12 +344,14 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def on_edit(self, command: protocol.Edit) -> None:
         assert self.seat is not None
+        self._may_write(None)
         await database_sync_to_async(services.message_edit)(
             room=self.seat.feed.room, actor=self.singer, seq=command.seq, body=command.body
         )
 
     async def on_delete(self, command: protocol.Delete) -> None:
         assert self.seat is not None
+        self._may_write(None)
         await database_sync_to_async(services.message_delete)(room=self.seat.feed.room, actor=self.singer, seq=command.seq)
 
     async def on_ping(self, command: protocol.Ping) -> None:
@@ -356,3 +376,22 @@ def _enter(slug: str, user: Any, session: Any, requested_name: str | None) -> tu
     if room is None:
         return None, singer, NO_ACCESS
     return room, singer, access_for(room, singer)
+
+
+def _enter_with_token(
+    slug: str, raw: str
+) -> tuple[Room | None, Singer, Access, tokens.Grant | None, str | None]:
+    """Like _enter, for a program with a token: (room, singer, access, grant, why the token is refused)."""
+    try:
+        grant = tokens.authenticate(raw)
+    except tokens.BadToken as exc:
+        return None, singer_for(None, None), NO_ACCESS, None, str(exc)
+    singer = Singer(user=grant.user, name=display_name(grant.user))
+    room = room_by_slug(slug)
+    if room is None or not grant.allows_room(room.pk):
+        # A room outside the token's rooms is as hidden as a room that does not exist.
+        return None, singer, NO_ACCESS, grant, None
+    access = access_for(room, singer)
+    if grant.read_only and access.can_post:
+        access = dataclasses.replace(access, can_post=False, why_not_post="this token is read-only")
+    return room, singer, access, grant, None

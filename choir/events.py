@@ -18,6 +18,10 @@ TYPING: Literal["room.typing"] = "room.typing"
 CLOSE: Literal["room.close"] = "room.close"
 EJECT: Literal["room.eject"] = "room.eject"
 ROOM_CHANGED: Literal["room.changed"] = "room.changed"
+TOKEN_REVOKED: Literal["token.revoked"] = "token.revoked"
+
+# Events about no one room go to this group, which every hub joins.
+EVERYWHERE = "choir.everywhere"
 
 
 class Stamped(TypedDict):
@@ -75,13 +79,22 @@ class Eject(Stamped):
     reason: str
 
 
+class TokenRevoked(Stamped):
+    """An API token was revoked (or expired): close the sockets opened with it, in every room."""
+
+    type: Literal["token.revoked"]
+    token_id: int
+    code: int
+    reason: str
+
+
 class RoomChanged(Stamped):
     """The room's settings changed: hubs reload it."""
 
     type: Literal["room.changed"]
 
 
-Event = Messages | Update | Presence | Typing | Close | Eject | RoomChanged
+Event = Messages | Update | Presence | Typing | Close | Eject | RoomChanged | TokenRevoked
 
 
 def group_name(room_id: int) -> str:
@@ -121,3 +134,7 @@ def room_changed() -> RoomChanged:
 
 def presence(frame: str, joined: list[str], left: list[str]) -> Presence:
     return {"type": PRESENCE, "frame": frame, "joined": joined, "left": left}
+
+
+def token_revoked(token_id: int, code: int, reason: str) -> TokenRevoked:
+    return {"type": TOKEN_REVOKED, "token_id": token_id, "code": code, "reason": reason}

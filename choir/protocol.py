@@ -35,6 +35,7 @@ class Close:
     GOING_AWAY = 1001
     TOO_BIG = 1009
     TRY_AGAIN = 1013
+    UNAUTHORIZED = 4401  # a bad, expired or revoked token
     FORBIDDEN = 4403
     NOT_FOUND = 4404
     SLOW_READER = 4408  # fell too far behind in reading; reconnect with ?after=

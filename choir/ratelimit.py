@@ -90,3 +90,15 @@ class SharedBuckets:
             if bucket is None:
                 bucket = self.local[key] = TokenBucket(rate, burst)
             return bucket.take()
+
+    def take_now(self, key: str, rate: float, burst: int) -> float:
+        """`take` from synchronous code (an HTTP view on a worker thread): the same bucket."""
+        client = redis_clients.sync_client(self.url)
+        try:
+            return float(client.eval(_TAKE, 1, f"{self.prefix}:bucket:{key}", rate, burst))
+        except RedisError:
+            log.warning("shared rate limit unavailable; limiting in this process", exc_info=True)
+            bucket = self.local.get(key)
+            if bucket is None:
+                bucket = self.local[key] = TokenBucket(rate, burst)
+            return bucket.take()

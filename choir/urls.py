@@ -7,7 +7,7 @@ admin/desk/, beside the admin rather than inside it.
 from django.contrib import admin
 from django.urls import path
 
-from choir import api, desk, health, metrics_view, moderation_views, views
+from choir import api, desk, health, metrics_view, moderation_views, token_views, views
 
 urlpatterns = [
     path("", views.room_list, name="room-list"),
@@ -16,6 +16,9 @@ urlpatterns = [
     path("rooms/<slug:slug>/moderate", moderation_views.moderate, name="room-moderate"),
     path("api/rooms/", api.rooms, name="api-rooms"),
     path("api/rooms/<slug:slug>/messages", api.room_messages, name="api-room-messages"),
+    path("api/rooms/<slug:slug>/messages/<int:seq>", api.room_message, name="api-room-message"),
+    path("accounts/tokens/", token_views.token_list, name="tokens"),
+    path("accounts/tokens/<int:pk>/revoke", token_views.token_revoke, name="token-revoke"),
     path("admin/desk/", admin.site.admin_view(desk.desk_view), name="choir-desk"),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),

@@ -172,6 +172,8 @@ def server_env() -> dict[str, str]:
     env.setdefault("CHOIR_RATE_BURST", "1000")
     env.setdefault("CHOIR_HANDSHAKE_BURST", "1000")
     env["CHOIR_ACCESS_LOG"] = "0"
+    # Only the webhook tests want serve's delivery worker: elsewhere it would only poll.
+    env.setdefault("CHOIR_WEBHOOKS_IN_SERVE", "0")
     env["DATABASE_CONN_MAX_AGE"] = "60"
     env["PYTHONUNBUFFERED"] = "1"
     return env

@@ -97,6 +97,8 @@ def test_every_sh_command_in_the_guide_runs(transactional_db, tmp_path: Path):
     # The `bash` step before: cp deploy/systemd/choir.service /etc/systemd/system/.
     unit = tmp_path / "choir.service"
     unit.write_text((ROOT / "deploy/systemd/choir.service").read_text().replace("/srv/choir", str(ROOT)))
+    hooks_unit = tmp_path / "choir-webhooks.service"
+    hooks_unit.write_text((ROOT / "deploy/systemd/choir-webhooks.service").read_text().replace("/srv/choir", str(ROOT)))
 
     substitutions = [
         ("/etc/choir/choir.env", str(env_file)),
@@ -104,6 +106,7 @@ def test_every_sh_command_in_the_guide_runs(transactional_db, tmp_path: Path):
         ("/etc/letsencrypt/live/choir.example.com/", f"{cert_dir}/"),
         ("/var/log/nginx", str(tmp_path / "logs")),
         ("/etc/systemd/system/choir.service", str(unit)),
+        ("/etc/systemd/system/choir-webhooks.service", str(hooks_unit)),
         ("nginx -t", f"{nginx} -t -p {tmp_path} -c {main_conf}"),
         ("/srv/choir", str(ROOT)),
     ]

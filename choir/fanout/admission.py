@@ -84,3 +84,4 @@ class Admission:
         self.handshakes = {key: bucket for key, bucket in self.handshakes.items() if not bucket.full()}
         if self.shared is not None:
             self.shared.local = {key: bucket for key, bucket in self.shared.local.items() if not bucket.full()}
+

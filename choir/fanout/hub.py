@@ -18,7 +18,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
-from choir import broadcast, events, metrics, protocol
+from choir import broadcast, events, metrics, protocol, tokens
 from choir.conf import settings
 from choir.fanout.admission import Admission
 from choir.fanout.batching import PresenceBatcher
@@ -35,6 +35,7 @@ log = logging.getLogger("choir.hub")
 
 class Hub:
     RESYNC_EVERY = 2.0
+    TOKEN_CHECK_EVERY = 10.0  # close sockets whose token expired, or whose revocation broadcast was lost
     REJOIN_EVERY = 600.0  # re-assert group membership (channels-redis expires it)
 
     def __init__(self) -> None:
@@ -65,6 +66,7 @@ class Hub:
             if self.started:
                 return
             self.channel_name = await self.layer.new_channel(prefix="hub.")
+            await self.layer.group_add(events.EVERYWHERE, self.channel_name)
             self.tasks = [
                 asyncio.ensure_future(self._receive_loop()),
                 asyncio.ensure_future(self._resync_loop()),
@@ -188,6 +190,8 @@ class Hub:
 
     async def hear(self, event: dict[str, Any]) -> None:
         """Handle one room event: from the channel layer, or first-hand from this process's commits."""
+        if event.get("type") == events.TOKEN_REVOKED:
+            return await self.on_token_revoked(event)  # type: ignore[arg-type]
         feed = self.feeds.get(event.get("room_id", -1))
         handler = self.handlers.get(event.get("type", ""))
         if feed is None or handler is None:
@@ -222,6 +226,25 @@ class Hub:
             if seat.user_id == event["user_id"]:
                 await quietly(seat.shut(event["code"], event["reason"]))
 
+    async def on_token_revoked(self, event: events.TokenRevoked) -> None:
+        for feed in list(self.feeds.values()):
+            for seat in list(feed.seats.values()):
+                if getattr(seat.socket, "token_id", None) == event["token_id"]:
+                    await quietly(seat.shut(event["code"], event["reason"]))
+
+    async def close_dead_tokens(self) -> None:
+        """Close sockets whose token has expired, or was revoked while the broadcast was lost."""
+        held = {
+            token_id
+            for feed in self.feeds.values()
+            for seat in feed.seats.values()
+            if (token_id := getattr(seat.socket, "token_id", None)) is not None
+        }
+        if held:
+            dead = await database_sync_to_async(tokens.dead_among)(held)
+            for token_id, reason in dead.items():
+                await self.on_token_revoked(events.token_revoked(token_id, protocol.Close.UNAUTHORIZED, reason))
+
     async def on_room_changed(self, feed: Feed, event: events.RoomChanged) -> None:
         room, members = await database_sync_to_async(room_and_members)(feed.room.pk)
         if room is None:
@@ -239,7 +262,7 @@ class Hub:
     # Healing ---------------------------------------------------------------
 
     async def _resync_loop(self) -> None:
-        last_rejoin = last_refresh = time.monotonic()
+        last_rejoin = last_refresh = last_tokens = time.monotonic()
         while True:
             await asyncio.sleep(self.RESYNC_EVERY)
             self.admission.forget_full()
@@ -254,8 +277,12 @@ class Hub:
                 if time.monotonic() - last_refresh > settings.CHOIR_PRESENCE_TTL / 3:
                     last_refresh = time.monotonic()
                     await self.presence.refresh(self.feeds)
+                if time.monotonic() - last_tokens > self.TOKEN_CHECK_EVERY:
+                    last_tokens = time.monotonic()
+                    await self.close_dead_tokens()
                 if time.monotonic() - last_rejoin > self.REJOIN_EVERY:
                     last_rejoin = time.monotonic()
+                    await self.layer.group_add(events.EVERYWHERE, self.channel_name)
                     for room_id in list(self.feeds):
                         await self.layer.group_add(events.group_name(room_id), self.channel_name)
             except asyncio.CancelledError:

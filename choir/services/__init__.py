@@ -10,6 +10,7 @@ reports refusals the same way. One module per noun:
 - `rooms`: create, save, archive, reopen, delete; memberships
 - `announcements`: posts from admin, commands and other Django code
 - `audit`: the moderation log, written in the change's own transaction
+- `tokens`: API tokens, issued and revoked
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from choir.services.moderation import (
     user_ban,
     user_mute,
 )
+from choir.services.tokens import token_issue, token_revoke
 from choir.services.rooms import (
     membership_remove,
     membership_set,
@@ -54,4 +56,5 @@ __all__ = [
     "message_redact", "messages_delete", "room_set_slow_mode", "sanction_lift", "user_ban", "user_mute",
     "membership_remove", "membership_set", "room_archive", "room_create", "room_delete", "room_ensure_lobby",
     "room_reopen", "room_save",
+    "token_issue", "token_revoke",
 ]

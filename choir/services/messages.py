@@ -15,12 +15,12 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from choir import broadcast, events, metrics, protocol
+from choir import broadcast, events, metrics, protocol, signals
 from choir.access import Access, Singer, Standing, access_for, standing_in
 from choir.models import Message, Room
 from choir.protocol import Code, Refusal
 from choir.selectors import message_frame
-from choir.services import audit
+from choir.services import audit, outward
 
 log = logging.getLogger("choir.services")
 
@@ -195,6 +195,7 @@ def _store(items: list[tuple[Room, Draft]], outcomes: list[Outcome | None], todo
         for room_id, items_of_room in per_room.items():
             # One event per room and batch: one publish, one write per socket.
             broadcast.on_commit(room_id, events.messages(items_of_room))
+        outward.messages_posted([message for _, message in stored])
     metrics.MESSAGES_STORED.inc(len(stored))
     # The same client_id twice in one batch: the second gets what the first stored.
     for index in todo:
@@ -297,6 +298,10 @@ def message_edit(*, room: Room, actor: Singer, seq: int, body: str, moderator: b
         message.save(update_fields=["body", "edited_at"])
         if message.author_id != actor.user_id:
             audit.record(actor, room, "edit", target_user_id=message.author_id, target_seq=seq)
+        outward.tell(
+            room, "message.changed", outward.message_data(message, room),
+            signals.message_changed, Message, message=message, actor=actor,
+        )
         broadcast.on_commit(
             room.pk, events.update(protocol.edited_frame(room=room.slug, seq=seq, body=body, edited_at=message.edited_at))
         )
@@ -314,6 +319,10 @@ def message_delete(*, room: Room, actor: Singer, seq: int, moderator: bool = Fal
         message.save(update_fields=["deleted_at", "body"])
         if message.author_id != actor.user_id:
             audit.record(actor, room, "delete", target_user_id=message.author_id, target_seq=seq)
+        outward.tell(
+            room, "message.deleted", outward.message_data(message, room),
+            signals.message_deleted, Message, message=message, actor=actor,
+        )
         broadcast.on_commit(room.pk, events.update(protocol.deleted_frame(room=room.slug, seq=seq)))
     return message
 

@@ -8,11 +8,11 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from choir import broadcast, events
+from choir import broadcast, events, signals
 from choir.access import Singer, access_for
 from choir.models import Message, Room, Sanction
 from choir.protocol import Close, Code, Refusal
-from choir.services import audit
+from choir.services import audit, outward
 from choir.services.messages import message_delete, message_edit
 
 
@@ -44,6 +44,10 @@ def room_set_slow_mode(*, room: Room, actor: Singer, seconds: int) -> Room:
         Room.objects.filter(pk=room.pk).update(slow_mode_seconds=seconds)
         room.slow_mode_seconds = seconds
         audit.record(actor, room, "slow_mode", detail=f"{seconds} s")
+        outward.tell(
+            room, "room.changed", {**outward.room_data(room), "changed": ["slow_mode_seconds"]},
+            signals.room_changed, Room, actor=actor, changed=["slow_mode_seconds"],
+        )
         broadcast.on_commit(room.pk, events.room_changed())
     return room
 
@@ -58,6 +62,7 @@ def user_mute(*, room: Room, actor: Singer, user: Any, minutes: int | None, reas
             room=room, user=user, kind=Sanction.Kind.MUTE, until=until, reason=reason, created_by=actor.user
         )
         audit.record(actor, room, "mute", target_user_id=user.pk, detail=f"{minutes or 'indefinitely'} min {reason}".strip())
+        _sanctioned(room, sanction, user, actor)
     return sanction
 
 
@@ -70,6 +75,7 @@ def user_ban(*, room: Room, actor: Singer, user: Any, reason: str = "") -> Sanct
             room=room, user=user, kind=Sanction.Kind.BAN, reason=reason, created_by=actor.user
         )
         audit.record(actor, room, "ban", target_user_id=user.pk, detail=reason)
+        _sanctioned(room, sanction, user, actor)
         broadcast.on_commit(room.pk, events.eject(user.pk, Close.FORBIDDEN, "you were banned from this room"))
     return sanction
 
@@ -84,6 +90,18 @@ def sanction_lift(*, room: Room, actor: Singer, user: Any, kind: str) -> int:
         if lifted:
             audit.record(actor, room, f"un{kind}", target_user_id=user.pk)
     return lifted
+
+
+def _sanctioned(room: Room, sanction: Sanction, user: Any, actor: Singer) -> None:
+    data = {
+        "room": room.slug,
+        "user": user.get_username(),
+        "kind": sanction.kind,
+        "until": sanction.until.isoformat().replace("+00:00", "Z") if sanction.until else None,
+        "reason": sanction.reason,
+        "by": actor.user.get_username() if actor.user is not None else None,
+    }
+    outward.tell(room, "member.sanctioned", data, signals.member_sanctioned, Sanction, sanction=sanction, user=user, actor=actor)
 
 
 def _require_conductor(room: Room, actor: Singer) -> None:

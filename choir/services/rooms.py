@@ -6,20 +6,29 @@ from typing import Any
 
 from django.db import transaction
 
-from choir import broadcast, events
+from choir import broadcast, events, signals
 from choir.access import Singer
 from choir.models import Membership, Room
 from choir.protocol import Close
-from choir.services import audit
+from choir.services import audit, outward
 
 
 def room_create(
     *, slug: str, title: str, actor: Singer | None = None, **fields: Any
 ) -> Room:
-    room = Room.objects.create(slug=slug, title=title, **fields)
-    if actor is not None and actor.user is not None:
-        audit.record(actor, room, "room_create")
+    with transaction.atomic():
+        room = Room.objects.create(slug=slug, title=title, **fields)
+        if actor is not None and actor.user is not None:
+            audit.record(actor, room, "room_create")
+        _opened(room, actor, reopened=False)
     return room
+
+
+def _opened(room: Room, actor: Singer | None, *, reopened: bool) -> None:
+    outward.tell(
+        room, "room.opened", {**outward.room_data(room), "reopened": reopened},
+        signals.room_opened, Room, actor=actor, reopened=reopened,
+    )
 
 
 def room_save(*, room: Room, actor: Singer | None, changed: list[str]) -> Room:
@@ -32,6 +41,7 @@ def room_save(*, room: Room, actor: Singer | None, changed: list[str]) -> Room:
         with transaction.atomic():
             room.save()
             audit.record(actor, room, "room_create")
+            _opened(room, actor, reopened=False)
         return room
     previous = Room.objects.filter(pk=room.pk).values_list("status", flat=True).first()
     fields = [name for name in changed if name not in {"status", "last_seq", "last_message_at"}]
@@ -40,6 +50,10 @@ def room_save(*, room: Room, actor: Singer | None, changed: list[str]) -> Room:
             room.save(update_fields=fields)
             audit.record(actor, room, "room_update", detail=", ".join(fields))
             broadcast.on_commit(room.pk, events.room_changed())
+            outward.tell(
+                room, "room.changed", {**outward.room_data(room), "changed": fields},
+                signals.room_changed, Room, actor=actor, changed=fields,
+            )
     if "status" in changed and room.status != previous:
         if room.status == Room.Status.ARCHIVED:
             room_archive(room=room, actor=actor)
@@ -50,10 +64,13 @@ def room_save(*, room: Room, actor: Singer | None, changed: list[str]) -> Room:
 
 def room_ensure_lobby() -> Room:
     """The public room every fresh install has, where guests may post."""
-    room, _ = Room.objects.get_or_create(
-        slug="lobby",
-        defaults={"title": "Lobby", "topic": "Say hello to the choir", "is_public": True, "guests_may_post": True},
-    )
+    with transaction.atomic():
+        room, created = Room.objects.get_or_create(
+            slug="lobby",
+            defaults={"title": "Lobby", "topic": "Say hello to the choir", "is_public": True, "guests_may_post": True},
+        )
+        if created:
+            _opened(room, None, reopened=False)
     return room
 
 
@@ -64,6 +81,10 @@ def room_archive(*, room: Room, actor: Singer | None, reason: str = "this room w
         room.status = Room.Status.ARCHIVED
         audit.record(actor, room, "room_archive", detail=reason)
         broadcast.on_commit(room.pk, events.close(Close.ROOM_CLOSED, reason))
+        outward.tell(
+            room, "room.archived", {**outward.room_data(room), "reason": reason},
+            signals.room_archived, Room, actor=actor, reason=reason,
+        )
     return room
 
 
@@ -81,6 +102,7 @@ def room_reopen(*, room: Room, actor: Singer | None) -> Room:
         room.status = Room.Status.OPEN
         audit.record(actor, room, "room_reopen")
         broadcast.on_commit(room.pk, events.room_changed())
+        _opened(room, actor, reopened=True)
     return room
 
 

@@ -91,6 +91,8 @@ class Command(BaseCommand):
 
         metrics_dir, own_metrics_dir = _fresh_metrics_dir()
         procs: list[subprocess.Popen] = [self._spawn(fd) for _ in range(workers)]
+        # The webhook worker is one more supervised child, so `make run` delivers with no extra step.
+        hooks = self._spawn_webhooks() if settings.CHOIR_WEBHOOKS_IN_SERVE else None
         stopping = False
 
         def stop(signum: int, frame: Any) -> None:
@@ -108,12 +110,18 @@ class Command(BaseCommand):
                         _forget_worker_metrics(proc.pid, metrics_dir)
                         time.sleep(0.5)
                         procs[index] = self._spawn(fd)
+                if hooks is not None and hooks.poll() is not None and not stopping:
+                    self.stderr.write(f"webhook worker {hooks.pid} exited with {hooks.returncode}; starting another")
+                    time.sleep(0.5)
+                    hooks = self._spawn_webhooks()
         finally:
             # Our copy of the listening socket goes first, and each worker stops
             # listening as it begins to shut down (choir/runtime.py): once they
             # have, new connections are refused at once rather than queued for
             # workers that will never accept them.
             sock.close()
+            if hooks is not None:
+                procs.append(hooks)
             for proc in procs:
                 if proc.poll() is None:
                     proc.send_signal(signal.SIGTERM)
@@ -128,6 +136,10 @@ class Command(BaseCommand):
 
     def _spawn(self, fd: int) -> subprocess.Popen:
         return subprocess.Popen(daphne_args(fd), pass_fds=[fd])
+
+    def _spawn_webhooks(self) -> subprocess.Popen:
+        # The settings module reached this process through DJANGO_SETTINGS_MODULE, which the child inherits.
+        return subprocess.Popen([sys.executable, "-m", "django", "choir_webhooks"])
 
 
 def _fresh_metrics_dir() -> tuple[str, bool]:
