@@ -8,19 +8,12 @@ from django.views.decorators.http import require_GET
 
 from choir.access import access_for, singer_for
 from choir.models import Room
+from choir.numbers import NotAWholeNumber, whole_number
 from choir.selectors import messages_after, messages_before, visible_rooms
 
 
 def _error(status: int, code: str, detail: str) -> JsonResponse:
     return JsonResponse({"error": {"code": code, "detail": detail}}, status=status)
-
-
-def _whole(raw: str | None, name: str) -> int | None:
-    if raw is None or raw == "":
-        return None
-    if not raw.isdigit() or len(raw) > 18:
-        raise ValueError(f"'{name}' must be a non-negative whole number")
-    return int(raw)
 
 
 @require_GET
@@ -52,10 +45,10 @@ def room_messages(request: HttpRequest, slug: str) -> JsonResponse:
     if room is None or not access_for(room, singer_for(request.user, request.session)).can_view:
         return _error(404, "not_found", "no such room")
     try:
-        before = _whole(request.GET.get("before"), "before")
-        after = _whole(request.GET.get("after"), "after")
-        limit = _whole(request.GET.get("limit"), "limit")
-    except ValueError as exc:
+        before = whole_number(request.GET.get("before"), "before")
+        after = whole_number(request.GET.get("after"), "after")
+        limit = whole_number(request.GET.get("limit"), "limit")
+    except NotAWholeNumber as exc:
         return _error(400, "invalid", str(exc))
     if before is not None and after is not None:
         return _error(400, "invalid", "give 'before' or 'after', not both")

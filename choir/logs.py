@@ -63,6 +63,13 @@ def _stamp_request_id(factory: Any) -> Any:
         # Read when the line is logged, in the request's or socket's own
         # context: a handler may format it later, or on another thread.
         record.choir_request_id = request_id.get()
+        if record.levelno > logging.WARNING and record.name.startswith("django.security."):
+            # Django logs every SuspiciousOperation (a Host header not in
+            # ALLOWED_HOSTS, a 16 KB redirect target) at ERROR, though the
+            # client gets a 400 and nothing on the server is wrong: ERROR is
+            # kept for what an operator must fix. Per-exception loggers are
+            # made on the fly, so no logger filter could catch them all.
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
         return record
 
     make.choir = True  # type: ignore[attr-defined]

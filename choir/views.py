@@ -9,7 +9,7 @@ from django.contrib import messages as flash
 from django.contrib.auth import login
 from django.contrib.auth.forms import UserCreationForm
 from django.db.models import OuterRef, Subquery
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
@@ -19,6 +19,7 @@ from django.views.decorators.http import require_POST
 from choir import presence
 from choir.access import SESSION_GUEST_NAME, Access, access_for, clean_guest_name, singer_for
 from choir.models import Message, Room
+from choir.numbers import NotAWholeNumber, whole_number
 from choir.selectors import messages_before, visible_rooms
 
 
@@ -54,8 +55,10 @@ def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
     room, access = visible_room_or_404(request, slug)
     singer = singer_for(request.user, request.session)
     # ?before= pages back through history without JavaScript.
-    raw_before = request.GET.get("before", "")
-    before = int(raw_before) if raw_before.isdigit() and len(raw_before) < 19 else None
+    try:
+        before = whole_number(request.GET.get("before"), "before")
+    except NotAWholeNumber as exc:
+        return HttpResponseBadRequest(str(exc), content_type="text/plain; charset=utf-8")
     history = messages_before(room, before, settings.CHOIR_PAGE_MESSAGES)
     first_seq = history[0]["seq"] if history else (before or 0)
     return render(
