@@ -26,7 +26,7 @@ from typing import Any
 
 from choir.conf import settings
 
-from choir.middleware import _VALID_ID, request_id
+from choir.middleware import request_id, trusted_request_id
 
 socket_log = logging.getLogger("choir.socket")
 
@@ -105,7 +105,7 @@ def _logfmt_value(value: Any) -> str:
 
 
 def bind_socket(consumer: Any) -> str:
-    """Give a socket its request id: the proxy's X-Request-ID, else its conn id.
+    """Give a socket its request id: a trusted proxy's X-Request-ID, else its conn id.
 
     The id is set in this task's context, so every line logged while serving
     the socket carries it, and kept on the consumer for lines logged on its
@@ -114,9 +114,7 @@ def bind_socket(consumer: Any) -> str:
     rid = consumer.conn_id
     for name, value in consumer.scope.get("headers", ()):
         if name == b"x-request-id":
-            candidate = value.decode("latin-1")
-            if _VALID_ID.match(candidate):
-                rid = candidate
+            rid = trusted_request_id(value.decode("latin-1")) or rid
             break
     consumer.request_id = rid
     request_id.set(rid)

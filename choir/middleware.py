@@ -9,8 +9,21 @@ from typing import Callable
 
 from django.http import HttpRequest, HttpResponse
 
+from choir.conf import settings
+
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("choir_request_id", default="-")
 _VALID_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def trusted_request_id(incoming: str | None) -> str | None:
+    """The proxy's X-Request-ID, if proxy headers are trusted and it is well formed.
+
+    Without a proxy in front (CHOIR_PROXY_HEADERS off) the header comes from
+    the client, who could make their lines look like someone else's.
+    """
+    if not settings.CHOIR_PROXY_HEADERS or not incoming or not _VALID_ID.match(incoming):
+        return None
+    return incoming
 
 
 class RequestIdMiddleware:
@@ -20,8 +33,7 @@ class RequestIdMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        incoming = request.headers.get("X-Request-ID", "")
-        rid = incoming if _VALID_ID.match(incoming) else secrets.token_hex(8)
+        rid = trusted_request_id(request.headers.get("X-Request-ID")) or secrets.token_hex(8)
         request.request_id = rid  # type: ignore[attr-defined]
         token = request_id.set(rid)
         try:
