@@ -110,7 +110,8 @@ def signup(request: HttpRequest) -> HttpResponse:
         form = UserCreationForm(request.POST)
         if form.is_valid():
             user = form.save()
-            login(request, user)
+            # Named: django-axes' backend comes first in AUTHENTICATION_BACKENDS and makes no sessions.
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
             target = request.POST.get("next") or request.GET.get("next") or ""
             if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
                 return redirect(target)

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from choir import api, desk, health, metrics_view, moderation_views, views
+from choir.throttle import signups_limited
 
 urlpatterns = [
     path("", views.room_list, name="room-list"),
@@ -10,7 +11,7 @@ urlpatterns = [
     path("rooms/<slug:slug>/moderate", moderation_views.moderate, name="room-moderate"),
     path("api/rooms/", api.rooms, name="api-rooms"),
     path("api/rooms/<slug:slug>/messages", api.room_messages, name="api-room-messages"),
-    path("accounts/signup/", views.signup, name="signup"),
+    path("accounts/signup/", signups_limited(views.signup), name="signup"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/desk/", admin.site.admin_view(desk.desk_view), name="choir-desk"),
     path("admin/", admin.site.urls),
