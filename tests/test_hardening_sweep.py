@@ -142,8 +142,9 @@ def test_the_api_answers_a_bad_number_with_400(client, lobby, value):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("who", ["guest", pytest.param("staff", marks=pytest.mark.slow)])
-def test_every_url_pattern_answers_hostile_values_without_a_5xx_or_an_error_line(who, lobby, make_user, error_lines):
+@pytest.mark.parametrize("who", ["guest", pytest.param("staff", marks=pytest.mark.slow), pytest.param("guest-debug", marks=pytest.mark.slow)])
+def test_every_url_pattern_answers_hostile_values_without_a_5xx_or_an_error_line(who, lobby, make_user, error_lines, settings):
+    settings.DEBUG = who.endswith("-debug")  # DEBUG's technical 404 page renders the hostile path
     client = Client(raise_request_exception=False)
     if who == "staff":
         client.force_login(make_user("root", is_staff=True, is_superuser=True))
