@@ -180,7 +180,9 @@ AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler"  # counters in CACHES, sha
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # each on its own: per account, and per address
 AXES_FAILURE_LIMIT = CHOIR_LOGIN_FAILURE_LIMIT
 AXES_COOLOFF_TIME = timedelta(minutes=CHOIR_LOGIN_COOLOFF_MINUTES)
-AXES_RESET_ON_SUCCESS = True
+# A success does not wipe the count: else signing in to one's own account
+# between guesses would reset the address's count.
+AXES_RESET_ON_SUCCESS = False
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_HTTP_RESPONSE_CODE = 429
 # REMOTE_ADDR only (Daphne's --proxy-headers fills it from nginx): never a

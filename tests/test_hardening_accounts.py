@@ -50,6 +50,15 @@ def test_an_address_is_locked_after_the_failure_limit_over_any_accounts(make_use
     assert sign_in("carol", "pw-carol", address="10.3.0.2").status_code == 302, "other addresses still sign in"
 
 
+def test_signing_in_to_ones_own_account_does_not_reset_an_addresss_count(make_user, settings):
+    make_user("mallory")
+    make_user("victim")
+    for attempt in range(settings.CHOIR_LOGIN_FAILURE_LIMIT - 1):
+        sign_in("victim", f"guess-{attempt}", address="10.7.0.1")
+    assert sign_in("mallory", "pw-mallory", address="10.7.0.1").status_code == 302
+    assert sign_in("someone-else", "guess", address="10.7.0.1").status_code == 429
+
+
 def test_the_admin_sign_in_is_throttled_too(make_user, settings):
     make_user("dora", is_staff=True)
     client = Client(REMOTE_ADDR="10.4.0.1")
