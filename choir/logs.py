@@ -83,13 +83,19 @@ class JsonFormatter(jsonlogger.JsonFormatter):
         super().__init__(*args, **kwargs)
 
     def add_fields(self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]) -> None:
+        gathered: dict[str, Any] = {}
+        super().add_fields(gathered, record, message_dict)
+        # The same order on every line: who and what first, the extras after.
         log_data["ts"] = dt.datetime.fromtimestamp(record.created, dt.timezone.utc).isoformat(timespec="milliseconds")
-        super().add_fields(log_data, record, message_dict)
-        log_data["level"] = record.levelname.lower()
-        log_data.setdefault("request_id", record.__dict__.get("choir_request_id", "-"))
+        log_data["level"] = gathered.pop("level").lower()
+        for key in ("logger", "pid", "event"):
+            log_data[key] = gathered.pop(key)
+        log_data["request_id"] = gathered.pop("request_id", record.__dict__.get("choir_request_id", "-"))
+        exc = gathered.pop("exc", None)
+        log_data.update(gathered)
         _request_fields(log_data)
-        if "exc" in log_data:  # last, after the fields it explains
-            log_data["exc"] = log_data.pop("exc")
+        if exc is not None:  # last, after the fields it explains
+            log_data["exc"] = exc
 
 
 class LogfmtFormatter(JsonFormatter):
