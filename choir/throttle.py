@@ -14,7 +14,7 @@ window on `cache.add` + `cache.incr` (atomic on both) is the whole of it.
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from collections.abc import Callable
 
 from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
@@ -61,12 +61,12 @@ def signups_limited(view: Callable[..., HttpResponse]) -> Callable[..., HttpResp
                 status=429,
             )
         response = view(request, *args, **kwargs)
-        if 300 <= response.status_code < 400:  # made an account
-            if not cache.add(key, 1, timeout=window):
-                try:
-                    cache.incr(key)
-                except ValueError:  # expired between add and incr
-                    cache.add(key, 1, timeout=window)
+        made_an_account = 300 <= response.status_code < 400
+        if made_an_account and not cache.add(key, 1, timeout=window):
+            try:
+                cache.incr(key)
+            except ValueError:  # expired between add and incr
+                cache.add(key, 1, timeout=window)
         return response
 
     return wrapper
