@@ -193,7 +193,7 @@ async def test_every_socket_route_refuses_hostile_paths_cleanly(lobby, error_lin
         comm = WebsocketCommunicator(application, path)
         try:
             connected, _ = await comm.connect(timeout=5)
-        except Exception as exc:  # the old router raised for paths it had no route for
+        except Exception as exc:  # noqa: BLE001  (the old router raised for paths it had no route for)
             failures.append(f"{path[:100]} raised {exc!r}"[:200])
             continue
         if connected:
@@ -242,6 +242,70 @@ def test_daphne_answers_traversal_and_unknown_socket_paths_with_4xx_and_no_error
     for target in [b"/ws/nothing/", b"/ws/rooms/a%20b/", b"/ws/rooms/lobby", b"/ws/rooms/%ff/", b"/ws/rooms/%C2%B2/"]:
         status, _ = raw_get(server.port, target, HANDSHAKE)
         assert 400 <= status < 500, (target, status)
+    status, _ = raw_get(server.port, b"/ws/rooms/lobby/", HANDSHAKE + b"Origin: http://[::1\r\n")
+    assert 400 <= status < 500, "an origin that cannot be parsed is refused (autobahn's 400, before Choir's check)"
     server.stop()
     errors = [line for line in server.log_path.read_text(errors="replace").splitlines() if '"level": "error"' in line or "Traceback" in line]
     assert not errors, errors[:5]
+
+
+HOSTILE_HEADERS = [
+    {"HTTP_HOST": "evil.example"},
+    {"HTTP_HOST": "localhost:99999999999"},
+    {"HTTP_COOKIE": "sessionid=%ff%00; csrftoken=" + "x" * 5000},
+    {"HTTP_COOKIE": "sessionid=" + "a" * 40},
+    {"HTTP_X_REQUEST_ID": "x" * 5000},
+    {"HTTP_X_FORWARDED_FOR": "not-an-address, ::ffff:999.1.1.1"},
+    {"HTTP_ACCEPT_LANGUAGE": "①;q=²," * 200},
+    {"HTTP_RANGE": "bytes=99999999999999999999-"},
+    {"HTTP_IF_MODIFIED_SINCE": "²"},
+    {"HTTP_AUTHORIZATION": "Bearer ²"},
+    {"HTTP_REFERER": "%ff"},
+]
+
+
+@pytest.mark.django_db
+def test_hostile_headers_on_every_url_get_no_5xx_or_error_line(lobby, error_lines):
+    client = Client(raise_request_exception=False)
+    failures: list[str] = []
+    for _, template in url_templates():
+        url = _sample(template)
+        for headers in HOSTILE_HEADERS:
+            before = len(error_lines)
+            for method in (client.get, client.post):
+                response = method(url, **headers)
+                if response.status_code >= 500:
+                    failures.append(f"{url} {list(headers)} -> {response.status_code}")
+            failures += [f"{url} {list(headers)} logged {_describe(r)}" for r in error_lines[before:]]
+    assert not failures, "\n".join(failures[:40])
+
+
+SOCKET_HEADERS = [
+    [(b"origin", b"http://%ff")],
+    [(b"origin", b"http://[::1")],
+    [(b"origin", "http://①.example".encode())],
+    [(b"cookie", b"sessionid=%ff%00")],
+    [(b"cookie", b"sessionid=" + b"a" * 40)],
+    [(b"cookie", b"\xff\xfe=\xff")],
+    [(b"x-request-id", b"\x00" * 100)],
+    [(b"x-forwarded-for", b"not-an-address")],
+]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_hostile_handshake_headers_are_refused_or_served_cleanly(lobby, error_lines):
+    from choirsite.asgi import application
+
+    failures: list[str] = []
+    for headers in SOCKET_HEADERS:
+        before = len(error_lines)
+        comm = WebsocketCommunicator(application, "/ws/rooms/lobby/", headers=headers)
+        try:
+            connected, _ = await comm.connect(timeout=5)
+        except Exception as exc:  # noqa: BLE001  (an exception is the failure being looked for)
+            failures.append(f"{headers} raised {exc!r}"[:200])
+            continue
+        if connected:
+            await comm.disconnect()
+        failures += [f"{headers} logged {_describe(r)}" for r in error_lines[before:]]
+    assert not failures, "\n".join(failures)
