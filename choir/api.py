@@ -18,6 +18,7 @@ from choir import protocol, services, tokens
 from choir.fanout import take_for_http
 from choir.access import Singer, access_for, display_name, singer_for
 from choir.models import Room
+from choir.numbers import NotAWholeNumber, whole_number
 from choir.protocol import Code, Refusal
 from choir.selectors import message_frame, messages_after, messages_before, visible_rooms
 
@@ -56,14 +57,6 @@ def _visible_room(slug: str, singer: Singer, grant: tokens.Grant | None) -> Room
     if room is None or (grant is not None and not grant.allows_room(room.pk)):
         return None
     return room if access_for(room, singer).can_view else None
-
-
-def _whole(raw: str | None, name: str) -> int | None:
-    if raw is None or raw == "":
-        return None
-    if not raw.isdigit() or len(raw) > 18:
-        raise ValueError(f"'{name}' must be a non-negative whole number")
-    return int(raw)
 
 
 @require_GET
@@ -105,10 +98,10 @@ def _room_history(request: HttpRequest, slug: str) -> JsonResponse:
     if room is None:
         return _error(404, "not_found", "no such room")
     try:
-        before = _whole(request.GET.get("before"), "before")
-        after = _whole(request.GET.get("after"), "after")
-        limit = _whole(request.GET.get("limit"), "limit")
-    except ValueError as exc:
+        before = whole_number(request.GET.get("before"), "before")
+        after = whole_number(request.GET.get("after"), "after")
+        limit = whole_number(request.GET.get("limit"), "limit")
+    except NotAWholeNumber as exc:
         return _error(400, "invalid", str(exc))
     if before is not None and after is not None:
         return _error(400, "invalid", "give 'before' or 'after', not both")

@@ -22,14 +22,34 @@ from typing import Any
 
 def websocket_application() -> Any:
     """Choir's socket routes behind the origin check and the authentication stack."""
-    from channels.routing import URLRouter
-
     from choir.auth import GuestFastPath
-    from choir.routing import websocket_urlpatterns
+    from choir.routing import socket_router
     from choir.security import allowed_hosts_or_no_origin
     from choir.transport import WireMiddleware
 
-    return WireMiddleware(allowed_hosts_or_no_origin(GuestFastPath(URLRouter(websocket_urlpatterns))))
+    return WireMiddleware(allowed_hosts_or_no_origin(GuestFastPath(socket_router())))
+
+
+def static_files(http_app: Any) -> Any:
+    """Django's static handler in front of `http_app`, answering 404 to paths that leave the static tree.
+
+    Django's handler turns only Http404 into a response: the
+    SuspiciousFileOperation that `/static/../choirsite/settings.py` raises
+    escapes it as a 500 (and an ERROR line). Such a path names no static
+    file, so it gets the same 404 as any other missing one.
+    """
+    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+    from django.core.exceptions import SuspiciousOperation
+    from django.http import Http404
+
+    class StaticFiles(ASGIStaticFilesHandler):
+        def serve(self, request: Any) -> Any:
+            try:
+                return super().serve(request)
+            except (SuspiciousOperation, ValueError) as exc:  # ValueError: a NUL in the path
+                raise Http404("No such static file") from exc
+
+    return StaticFiles(http_app)
 
 
 def choir_application(http_app: Any) -> Any:
@@ -40,14 +60,13 @@ def choir_application(http_app: Any) -> Any:
     server with no proxy in front (the site's `make run`).
     """
     from channels.routing import ProtocolTypeRouter
-    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 
     from choir import runtime
     from choir.conf import settings
 
     application = ProtocolTypeRouter(
         {
-            "http": ASGIStaticFilesHandler(http_app) if settings.CHOIR_SERVE_STATIC else http_app,
+            "http": static_files(http_app) if settings.CHOIR_SERVE_STATIC else http_app,
             "websocket": websocket_application(),
         }
     )

@@ -56,6 +56,11 @@ DEFAULTS: dict[str, Any] = {
     "CHOIR_PROXY_HEADERS": False,
     "CHOIR_ACCESS_LOG": _follow_debug,
     "CHOIR_SERVE_STATIC": _follow_debug,
+    # Account pages: sign-in lockout (django-axes) and sign-ups per address
+    "CHOIR_LOGIN_FAILURE_LIMIT": 5,
+    "CHOIR_LOGIN_COOLOFF_MINUTES": 15,
+    "CHOIR_SIGNUPS_PER_ADDRESS": 10,
+    "CHOIR_SIGNUP_WINDOW_MINUTES": 60,
     # Operations
     "CHOIR_METRICS_TOKEN": "",
     "CHOIR_METRICS_ALLOW": ["127.0.0.1", "::1"],

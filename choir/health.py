@@ -1,4 +1,13 @@
-"""Liveness and readiness probes for load balancers and orchestrators."""
+"""Liveness and readiness probes for load balancers and orchestrators.
+
+Kept rather than django-health-check, after trying it against the contract
+(tests/test_ops_health.py, docs/operations.md): it answers a failed check
+with 500, not 503, names checks by class (`DatabaseBackend`), not `database`
+and `channel_layer`, has no liveness-only probe, and its releases since 4.9
+need Python 3.14 (Choir runs on 3.11). Fitting it to the contract would
+override its view whole, leaving only its two `SELECT 1`/`PING` checks,
+which are the few lines below.
+"""
 
 from __future__ import annotations
 

@@ -23,27 +23,17 @@ import os
 import time
 from typing import Any
 
+from pythonjsonlogger import json as jsonlogger
+from pythonjsonlogger.core import RESERVED_ATTRS
+
 from choir import redis_clients
 from choir.conf import settings
-from choir.middleware import VALID_REQUEST_ID, request_id
+from choir.middleware import request_id, trusted_request_id
 
 socket_log = logging.getLogger("choir.socket")
 
-_STANDARD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "taskName"}
 
-
-def _fields(record: logging.LogRecord) -> dict[str, Any]:
-    line: dict[str, Any] = {
-        "ts": dt.datetime.fromtimestamp(record.created, dt.timezone.utc).isoformat(timespec="milliseconds"),
-        "level": record.levelname.lower(),
-        "logger": record.name,
-        "pid": record.process,
-        "event": record.getMessage(),
-        "request_id": record.__dict__.get("choir_request_id", "-"),
-    }
-    for key, value in record.__dict__.items():
-        if key not in _STANDARD_ATTRS and key != "choir_request_id" and not key.startswith("_"):
-            line[key] = value
+def _request_fields(line: dict[str, Any]) -> None:
     request = line.pop("request", None)
     if request is not None:
         # django.request logs 4xx/5xx after the middleware has let go of the
@@ -51,9 +41,6 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
         line["request_id"] = getattr(request, "request_id", line["request_id"])
         line["method"] = getattr(request, "method", None)
         line["path"] = getattr(request, "path", None)
-    if record.exc_info:
-        line["exc"] = logging.Formatter().formatException(record.exc_info)
-    return line
 
 
 def _stamp_request_id(factory: Any) -> Any:
@@ -62,6 +49,13 @@ def _stamp_request_id(factory: Any) -> Any:
         # Read when the line is logged, in the request's or socket's own
         # context: a handler may format it later, or on another thread.
         record.choir_request_id = request_id.get()
+        if record.levelno > logging.WARNING and record.name.startswith("django.security."):
+            # Django logs every SuspiciousOperation (a Host header not in
+            # ALLOWED_HOSTS, a 16 KB redirect target) at ERROR, though the
+            # client gets a 400 and nothing on the server is wrong: ERROR is
+            # kept for what an operator must fix. Per-exception loggers are
+            # made on the fly, so no logger filter could catch them all.
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
         return record
 
     make.choir = True  # type: ignore[attr-defined]
@@ -72,18 +66,48 @@ if not getattr(logging.getLogRecordFactory(), "choir", False):
     logging.setLogRecordFactory(_stamp_request_id(logging.getLogRecordFactory()))
 
 
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: what log shippers (journald, Loki, Vector) parse."""
+class JsonFormatter(jsonlogger.JsonFormatter):
+    """One JSON object per line: what log shippers (journald, Loki, Vector) parse.
 
-    def format(self, record: logging.LogRecord) -> str:
-        return json.dumps(_fields(record), default=str, ensure_ascii=False)
+    python-json-logger gathers the record's `extra=` fields, formats the
+    traceback and encodes; Choir adds its names (`ts`, `level`, `event`...)
+    and the request id.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("fmt", ["levelname", "name", "process", "message"])
+        kwargs.setdefault("rename_fields", {"levelname": "level", "name": "logger", "process": "pid", "message": "event", "exc_info": "exc"})
+        kwargs.setdefault("reserved_attrs", [*RESERVED_ATTRS, "taskName", "choir_request_id"])
+        kwargs.setdefault("json_ensure_ascii", False)
+        super().__init__(*args, **kwargs)
+
+    def add_fields(self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]) -> None:
+        gathered: dict[str, Any] = {}
+        super().add_fields(gathered, record, message_dict)
+        # The same order on every line: who and what first, the extras after.
+        log_data["ts"] = dt.datetime.fromtimestamp(record.created, dt.timezone.utc).isoformat(timespec="milliseconds")
+        log_data["level"] = gathered.pop("level").lower()
+        for key in ("logger", "pid", "event"):
+            log_data[key] = gathered.pop(key)
+        log_data["request_id"] = gathered.pop("request_id", record.__dict__.get("choir_request_id", "-"))
+        exc = gathered.pop("exc", None)
+        log_data.update(gathered)
+        _request_fields(log_data)
+        if exc is not None:  # last, after the fields it explains
+            log_data["exc"] = exc
 
 
-class LogfmtFormatter(logging.Formatter):
-    """`key=value` pairs for people reading a terminal; same fields as JSON."""
+class LogfmtFormatter(JsonFormatter):
+    """`key=value` pairs for people reading a terminal; the same fields as JSON.
 
-    def format(self, record: logging.LogRecord) -> str:
-        return " ".join(f"{key}={_logfmt_value(value)}" for key, value in _fields(record).items() if value is not None)
+    The fields come from the JSON formatter above; only the rendering is
+    here. logfmter (0.0.x) builds its lines from its own list of record
+    attributes, so matching the JSON line field for field would take more
+    configuration than these few lines.
+    """
+
+    def serialize_log_record(self, log_data: dict[str, Any]) -> str:
+        return " ".join(f"{key}={_logfmt_value(value)}" for key, value in log_data.items() if value is not None)
 
 
 def _logfmt_value(value: Any) -> str:
@@ -97,7 +121,7 @@ def _logfmt_value(value: Any) -> str:
 
 
 def bind_socket(consumer: Any) -> str:
-    """Give a socket its request id: the proxy's X-Request-ID, else its conn id.
+    """Give a socket its request id: a trusted proxy's X-Request-ID, else its conn id.
 
     The id is set in this task's context, so every line logged while serving
     the socket carries it, and kept on the consumer for lines logged on its
@@ -106,9 +130,7 @@ def bind_socket(consumer: Any) -> str:
     rid = consumer.conn_id
     for name, value in consumer.scope.get("headers", ()):
         if name == b"x-request-id":
-            candidate = value.decode("latin-1")
-            if VALID_REQUEST_ID.match(candidate):
-                rid = candidate
+            rid = trusted_request_id(value.decode("latin-1")) or rid
             break
     consumer.request_id = rid
     request_id.set(rid)

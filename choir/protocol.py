@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from typing import Any, Literal, TypedDict
 
 from choir.conf import settings
+from choir.numbers import whole_number
 
 PROTOCOL_VERSION = 1
 CLIENT_ID_MAX = 64
@@ -189,11 +190,7 @@ def _seq(value: Any, ref: str | None) -> int:
 
 def parse_after(raw: str | None) -> int | None:
     """The `?after=` resume point; None when absent."""
-    if raw is None or raw == "":
-        return None
-    if not raw.isdigit() or len(raw) > 18:
-        raise ValueError("after must be a non-negative whole number")
-    return int(raw)
+    return whole_number(raw, "after")
 
 
 # Server frames --------------------------------------------------------------

@@ -24,8 +24,8 @@ class OriginOrNoneValidator(OriginValidator):
             if name == b"origin":
                 try:
                     parsed_origin = urlparse(value.decode("latin1"))
-                except UnicodeDecodeError:
-                    pass
+                except ValueError:  # `http://[::1`: an origin, but no valid one; refused
+                    return WebsocketDenier()(scope, receive, send)
         if self.valid_origin(parsed_origin):
             return self.application(scope, receive, send)
         return WebsocketDenier()(scope, receive, send)

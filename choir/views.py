@@ -8,7 +8,7 @@ from choir.conf import settings
 from django.contrib import messages as flash
 from django.contrib.auth import login
 from django.contrib.auth.forms import UserCreationForm
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
@@ -18,6 +18,7 @@ from django.views.decorators.http import require_POST
 from choir import presence
 from choir.access import SESSION_GUEST_NAME, Access, access_for, clean_guest_name, singer_for
 from choir.models import Room
+from choir.numbers import NotAWholeNumber, whole_number
 from choir.selectors import messages_before, rooms_with_latest, visible_rooms
 
 
@@ -44,8 +45,10 @@ def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
     room, access = visible_room_or_404(request, slug)
     singer = singer_for(request.user, request.session)
     # ?before= pages back through history without JavaScript.
-    raw_before = request.GET.get("before", "")
-    before = int(raw_before) if raw_before.isdigit() and len(raw_before) < 19 else None
+    try:
+        before = whole_number(request.GET.get("before"), "before")
+    except NotAWholeNumber as exc:
+        return HttpResponseBadRequest(str(exc), content_type="text/plain; charset=utf-8")
     history = messages_before(room, before, settings.CHOIR_PAGE_MESSAGES)
     first_seq = history[0]["seq"] if history else (before or 0)
     return render(
@@ -97,7 +100,8 @@ def signup(request: HttpRequest) -> HttpResponse:
         form = UserCreationForm(request.POST)
         if form.is_valid():
             user = form.save()
-            login(request, user)
+            # Named: django-axes' backend comes first in AUTHENTICATION_BACKENDS and makes no sessions.
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
             target = request.POST.get("next") or request.GET.get("next") or ""
             if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
                 return redirect(target)

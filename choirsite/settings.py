@@ -6,9 +6,11 @@ channel layer, DEBUG on. Set DATABASE_URL and REDIS_URL for PostgreSQL and Redis
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF
 
 from choir.conf import DEFAULTS
 from choirsite.env import ConfigError, env_bool, env_float, env_int, env_list, env_str
@@ -37,6 +39,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "axes",
+    "csp",
     "choir",
 ]
 
@@ -50,6 +54,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "choir.middleware.ContentSecurityPolicyMiddleware",
+    # Last, as django-axes asks: turns its lockout into the 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "choirsite.urls"
@@ -140,6 +146,51 @@ else:
         }
     }
 
+# Django's cache holds the sign-in and sign-up counters (choir/throttle.py):
+# in Redis when configured, so every process counts the same failures, else
+# in this process. Only the first Redis URL: several are channel-layer
+# shards, and Django's RedisCache would take the rest for read replicas.
+if REDIS_URLS:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URLS[0],
+            "KEY_PREFIX": env_str("CHOIR_REDIS_PREFIX", "choir") + ":cache",
+            "OPTIONS": {"socket_timeout": 2, "socket_connect_timeout": 2},
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "choir"}}
+    # axes warns that a local-memory cache is not shared between processes;
+    # without Redis there is one process (`serve` refuses more), so it is.
+    SILENCED_SYSTEM_CHECKS = ["axes.W001"]
+
+# Password guessing (django-axes): a sign-in is refused with HTTP 429 and
+# registration/locked_out.html after CHOIR_LOGIN_FAILURE_LIMIT failures for
+# one account, or from one address, until CHOIR_LOGIN_COOLOFF_MINUTES pass.
+CHOIR_LOGIN_FAILURE_LIMIT = env_int("CHOIR_LOGIN_FAILURE_LIMIT", DEFAULTS["CHOIR_LOGIN_FAILURE_LIMIT"], minimum=1)
+CHOIR_LOGIN_COOLOFF_MINUTES = env_int("CHOIR_LOGIN_COOLOFF_MINUTES", DEFAULTS["CHOIR_LOGIN_COOLOFF_MINUTES"], minimum=1)
+CHOIR_SIGNUPS_PER_ADDRESS = env_int("CHOIR_SIGNUPS_PER_ADDRESS", DEFAULTS["CHOIR_SIGNUPS_PER_ADDRESS"], minimum=1)
+CHOIR_SIGNUP_WINDOW_MINUTES = env_int("CHOIR_SIGNUP_WINDOW_MINUTES", DEFAULTS["CHOIR_SIGNUP_WINDOW_MINUTES"], minimum=1)
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out sign-in before the password is checked
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler"  # counters in CACHES, shared through Redis
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # each on its own: per account, and per address
+AXES_FAILURE_LIMIT = CHOIR_LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(minutes=CHOIR_LOGIN_COOLOFF_MINUTES)
+# A success does not wipe the count: else signing in to one's own account
+# between guesses would reset the address's count.
+AXES_RESET_ON_SUCCESS = False
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_HTTP_RESPONSE_CODE = 429
+# REMOTE_ADDR only (Daphne's --proxy-headers fills it from nginx): never a
+# client's own X-Forwarded-For, even if django-ipware gets installed.
+AXES_CLIENT_IP_CALLABLE = "choir.throttle.client_address"
+AXES_ENABLE_ADMIN = False  # the counters live in the cache, not in tables to browse
+AXES_VERBOSE = False
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -170,6 +221,21 @@ SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
 # Probes and scrapers talk plain HTTP to Daphne on loopback, not through TLS.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+# A strict CSP (django-csp): no inline script or style anywhere; the
+# middleware adds ws:// and wss:// of the request's host to connect-src.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"

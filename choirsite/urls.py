@@ -4,10 +4,11 @@ from django.contrib import admin
 from django.urls import include, path
 
 from choir import views
+from choir.throttle import signups_limited
 
 urlpatterns = [
     path("", include("choir.urls")),
-    path("accounts/signup/", views.signup, name="signup"),
+    path("accounts/signup/", signups_limited(views.signup), name="signup"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -38,6 +38,22 @@ def _fresh_shared_buckets():
 
 
 @pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Sign-in and sign-up counters start from nothing: every test client is 127.0.0.1."""
+    from django.core.cache import caches
+    from django.core.cache.backends.redis import RedisCache
+
+    cache = caches["default"]
+    if isinstance(cache, RedisCache):
+        # Only this run's keys (its prefix): FLUSHDB would empty others' too.
+        client = cache._cache.get_client(write=True)
+        for key in client.scan_iter(match=cache.make_key("*")):
+            client.delete(key)
+    else:
+        cache.clear()
+
+
+@pytest.fixture(autouse=True)
 async def _stop_hubs():
     """Each test's event loop gets its own hub; stop it with the test."""
     yield

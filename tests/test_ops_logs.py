@@ -32,8 +32,10 @@ def socket_lines(caplog) -> list[dict]:
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_a_socket_logs_connect_refusal_and_disconnect_with_room_user_and_request_id(lobby, make_user, choir_lines):
+async def test_a_socket_logs_connect_refusal_and_disconnect_with_room_user_and_request_id(lobby, make_user, choir_lines, settings):
     from channels.db import database_sync_to_async
+
+    settings.CHOIR_PROXY_HEADERS = True  # the id comes from a trusted proxy
 
     alice = await database_sync_to_async(make_user)("alice")
     sock = await connect("lobby", user=alice, headers=[(b"x-request-id", b"edge-42")])
@@ -96,7 +98,8 @@ async def test_a_fault_is_logged_with_its_traceback_but_not_the_body(lobby, choi
     assert all(SECRET_BODY not in json.dumps(line) for line in socket_lines(choir_lines))
 
 
-def test_lines_logged_while_serving_an_http_request_carry_its_id(choir_lines):
+def test_lines_logged_while_serving_an_http_request_carry_its_id(choir_lines, settings):
+    settings.CHOIR_PROXY_HEADERS = True
     log = logging.getLogger("choir.views")
 
     def view(request):
@@ -108,6 +111,33 @@ def test_lines_logged_while_serving_an_http_request_carry_its_id(choir_lines):
     (record,) = [r for r in choir_lines.records if r.name == "choir.views"]
     line = json.loads(logs.JsonFormatter().format(record))
     assert line["request_id"] == "edge-7" and line["event"] == "page served" and line["room"] == "lobby"
+
+
+def test_a_client_cannot_choose_its_request_id_without_a_trusted_proxy(settings):
+    settings.CHOIR_PROXY_HEADERS = False
+    seen = []
+
+    def view(request):
+        seen.append(request.request_id)
+        return HttpResponse("ok")
+
+    middleware = RequestIdMiddleware(view)
+    first = middleware(RequestFactory().get("/", HTTP_X_REQUEST_ID="someone-elses-id"))
+    second = middleware(RequestFactory().get("/", HTTP_X_REQUEST_ID="someone-elses-id"))
+    assert first["X-Request-ID"] != "someone-elses-id" and seen[0] == first["X-Request-ID"]
+    assert first["X-Request-ID"] != second["X-Request-ID"], "a fresh id each time"
+    settings.CHOIR_PROXY_HEADERS = True
+    assert middleware(RequestFactory().get("/", HTTP_X_REQUEST_ID="edge-9"))["X-Request-ID"] == "edge-9"
+    assert middleware(RequestFactory().get("/", HTTP_X_REQUEST_ID="bad id\n"))["X-Request-ID"] != "bad id\n"
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_socket_cannot_choose_its_request_id_without_a_trusted_proxy(lobby, choir_lines, settings):
+    settings.CHOIR_PROXY_HEADERS = False
+    sock = await connect("lobby", headers=[(b"x-request-id", b"someone-elses-id")])
+    await sock.close()
+    connect_line, _ = socket_lines(choir_lines)
+    assert connect_line["request_id"] == connect_line["conn"] != "someone-elses-id"
 
 
 def test_django_request_warnings_carry_the_id_of_their_request():

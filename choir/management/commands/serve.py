@@ -7,6 +7,17 @@ sockets first (choir/runtime.py).
 
 Workers write their metrics to a fresh PROMETHEUS_MULTIPROC_DIR per run, so a
 scrape of /metrics, which reaches one worker, reports all of them.
+
+Kept rather than a process manager, after weighing them: Daphne has no
+multi-process mode of its own; honcho runs a Procfile's processes but
+neither shares a listening socket nor restarts the dead; circus does both
+but brings pyzmq, tornado, a daemon with a control socket and a config file;
+supervisord's `fcgi-program` can hand Daphne a shared socket as `--fd 0`
+(the Channels docs show it), and an operator who already runs supervisord
+may use that instead (docs/operations.md). What this command adds is a
+foreground process for `make run`, the tests and systemd, the Redis check
+for several workers and the per-run metrics directory: about sixty lines
+with no dependency.
 """
 
 from __future__ import annotations
