@@ -346,3 +346,38 @@ async def test_in_a_stage_room_only_conductors_say_or_type(stage_world, make_use
         assert not await stored()
     await actor.close()
     await watcher.close()
+
+
+# A private room is missing to outsiders, everywhere ----------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("debug", [False, True])
+def test_a_private_room_answers_outsiders_exactly_like_a_missing_room_over_http(make_room, make_user, settings, debug):
+    settings.DEBUG = debug  # with DEBUG on, the page shows the 404's reason
+    make_room("secret", is_public=False)
+    for user in (None, make_user("eve")):
+        client = client_for(user)
+        for method, path in (
+            ("get", "/rooms/{}/"), ("get", "/api/rooms/{}/messages"), ("post", "/rooms/{}/guest-name"),
+            ("post", "/rooms/{}/moderate"),
+        ):
+            if path.endswith("moderate") and user is None:
+                continue  # sign in first, whatever the room
+            answers = []
+            for slug in ("secret", "nothing-here"):
+                response = getattr(client, method)(path.format(slug), {"action": "ban", "username": "x"} if method == "post" else {})
+                answers.append((response.status_code, response.content.decode().replace(slug, "<slug>")))
+            assert answers[0] == answers[1], (path, user)
+            assert answers[0][0] == 404
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_removing_someone_from_a_private_room_closes_their_socket_as_if_it_were_gone(make_room, make_user):
+    room = await database_sync_to_async(make_room)("secret", is_public=False)
+    mia = await database_sync_to_async(make_user)("mia")
+    await database_sync_to_async(services.membership_set)(room=room, actor=SYSTEM, user=mia, role="member")
+    sock = await connect("secret", user=mia)
+    await database_sync_to_async(services.membership_remove)(room=room, actor=SYSTEM, user=mia)
+    closing = await sock.expect("closing")
+    assert (closing["code"], closing["reason"]) == (4404, "no such room")
