@@ -92,12 +92,12 @@ def refused_everywhere_over_http(client: Client, slug: str, *, private: bool = T
         assert slug.encode() not in client.get("/").content
 
 
-async def refused_on_the_socket(slug: str, user=None) -> None:
-    """Socket and replay both: `closing` 4404, as for a missing room, and not a single message frame."""
+async def refused_on_the_socket(slug: str, user=None, expected: int = 4404) -> None:
+    """Socket and replay both: `closing` (4404 as for a missing room; 4403 when banned) and not a single message frame."""
     for query in ("", "after=0"):
         sock = await connect(slug, user=user, query=query, hello=False)
         code = await sock.closed()
-        assert code == 4404
+        assert code == expected
         kinds = [frame["type"] for frame in sock.frames]
         assert kinds == ["closing", "__closed__"], kinds
 
@@ -147,7 +147,7 @@ async def test_a_banned_user_is_refused_on_every_path_and_dropped_at_once(lobby,
     await database_sync_to_async(refused_everywhere_over_http)(
         await database_sync_to_async(http_client)(troll), "lobby", private=False
     )
-    await refused_on_the_socket("lobby", user=troll)
+    await refused_on_the_socket("lobby", user=troll, expected=4403)
 
 
 # Escaping --------------------------------------------------------------------------
