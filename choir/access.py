@@ -1,5 +1,19 @@
 """Who is singing, and what they may do in a room: one set of rules for the
-page, the history API, the socket and replay alike."""
+page, the history API, the socket and replay alike.
+
+Authority comes from two places and nowhere else: the person's role in the
+room (a `Membership`), and Django permissions, which an operator grants to a
+user or a group (superusers hold them all):
+
+- `choir.moderate_any_room`: conduct every room (moderate, see private rooms);
+- `choir.announce`: post announcements (admin, `choir_say`);
+- the model permissions Django makes (`choir.change_room`, ...) for managing
+  rooms and memberships.
+
+`is_staff` only lets someone into the admin site; by itself it grants nothing
+here. Trusted code with nobody behind it (management commands, setup) acts as
+`SYSTEM`, which holds every permission; `None` is never an actor.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +29,11 @@ from choir.models import Membership, Room, Sanction
 GUEST_NAME_MAX = 40
 SESSION_GUEST_NAME = "choir_guest_name"
 
+MODERATE_ANY_ROOM = "choir.moderate_any_room"
+ANNOUNCE = "choir.announce"
+DELETE_OLD_MESSAGES = "choir.delete_message"  # retention (prune): Django's own delete permission
+SYSTEM_NAME = "Choir"
+
 
 @dataclass(frozen=True, slots=True)
 class Singer:
@@ -23,6 +42,7 @@ class Singer:
     user: Any | None
     name: str
     guest_key: str = ""
+    is_system: bool = False  # only SYSTEM: trusted code acting for nobody in particular
 
     @property
     def user_id(self) -> int | None:
@@ -30,11 +50,18 @@ class Singer:
 
     @property
     def is_guest(self) -> bool:
-        return self.user is None
+        return self.user is None and not self.is_system
 
-    @property
-    def is_staff(self) -> bool:
-        return bool(self.user is not None and self.user.is_staff)
+    def has_perm(self, perm: str) -> bool:
+        """Django's answer for a user (superusers hold every permission); SYSTEM holds all, guests none."""
+        if self.is_system:
+            return True
+        return bool(self.user is not None and self.user.has_perm(perm))
+
+
+# Management commands, setup and other trusted code with no person behind it
+# pass this as the actor: it holds every permission and conducts every room.
+SYSTEM = Singer(user=None, name=SYSTEM_NAME, guest_key="system", is_system=True)
 
 
 def display_name(user: Any) -> str:
@@ -78,6 +105,15 @@ class Access:
     banned: bool
     why_not_post: str = ""
     muted_until: datetime | None = None
+    # The one "may act" rule: take part at all (edit one's own messages,
+    # react, type). Viewing, an open room and no mute; posting needs more.
+    can_act: bool = False
+    conducts_everywhere: bool = False  # holds choir.moderate_any_room
+    why_not_act: str = ""
+
+    @property
+    def can_react(self) -> bool:
+        return self.can_act
 
 
 def active_sanctions(room: Room, user: Any) -> dict[str, Sanction]:
@@ -95,14 +131,20 @@ class Standing:
 
     role: str | None = None
     sanctions: dict[str, Sanction] | None = None
+    conducts_everywhere: bool = False  # choir.moderate_any_room, or SYSTEM
 
 
 def standing_in(room: Room, singer: Singer) -> Standing:
-    """Load role and active sanctions (two queries for a user, none for a guest)."""
+    """Load role, active sanctions and permissions (none for a guest; Django
+    caches a user's permissions on the user object after the first check)."""
     if singer.user is None:
-        return Standing()
+        return Standing(conducts_everywhere=singer.is_system)
     role = Membership.objects.filter(room=room, user=singer.user).values_list("role", flat=True).first()
-    return Standing(role=role, sanctions=active_sanctions(room, singer.user))
+    return Standing(
+        role=role,
+        sanctions=active_sanctions(room, singer.user),
+        conducts_everywhere=singer.has_perm(MODERATE_ANY_ROOM),
+    )
 
 
 def access_for(room: Room, singer: Singer, standing: Standing | None = None) -> Access:
@@ -111,25 +153,27 @@ def access_for(room: Room, singer: Singer, standing: Standing | None = None) -> 
         standing = standing_in(room, singer)
     role = standing.role
     sanctions = standing.sanctions or {}
-    is_staff = singer.is_staff
+    everywhere = standing.conducts_everywhere
     is_member = role is not None
-    is_conductor = is_staff or role == Membership.Role.CONDUCTOR
-    banned = Sanction.Kind.BAN in sanctions and not is_staff
-    can_view = not banned and (room.is_public or is_member or is_staff)
+    is_conductor = everywhere or role == Membership.Role.CONDUCTOR
+    banned = Sanction.Kind.BAN in sanctions and not everywhere
+    can_view = not banned and (room.is_public or is_member or everywhere)
 
-    why = ""
+    why_not_act = ""
     muted_until = None
     if not can_view:
-        why = "you may not enter this room"
+        why_not_act = "you may not enter this room"
     elif not room.is_open:
-        why = "this room is closed"
-    elif room.mode == Room.Mode.STAGE and not is_conductor:
-        why = "this is a stage room: only conductors sing here"
-    elif singer.is_guest and not (room.guests_may_post and room.is_public):
-        why = "guests may not post in this room: sign in to sing"
+        why_not_act = "this room is closed"
     elif Sanction.Kind.MUTE in sanctions and not is_conductor:
         muted_until = sanctions[Sanction.Kind.MUTE].until
-        why = "you are muted in this room" + (f" until {muted_until:%Y-%m-%d %H:%M} UTC" if muted_until else "")
+        why_not_act = "you are muted in this room" + (f" until {muted_until:%Y-%m-%d %H:%M} UTC" if muted_until else "")
+    why = why_not_act
+    if not why:
+        if room.mode == Room.Mode.STAGE and not is_conductor:
+            why = "this is a stage room: only conductors sing here"
+        elif singer.is_guest and not (room.guests_may_post and room.is_public):
+            why = "guests may not post in this room: sign in to sing"
     return Access(
         can_view=can_view,
         can_post=not why,
@@ -138,4 +182,13 @@ def access_for(room: Room, singer: Singer, standing: Standing | None = None) -> 
         banned=banned,
         why_not_post=why,
         muted_until=muted_until,
+        can_act=not why_not_act,
+        conducts_everywhere=everywhere,
+        why_not_act=why_not_act,
     )
+
+
+def may_conduct(room: Room, actor: Singer) -> bool:
+    """Whether the actor may moderate this room: its conductors, holders of
+    choir.moderate_any_room, and SYSTEM."""
+    return actor.is_system or access_for(room, actor).is_conductor

@@ -1,7 +1,10 @@
 """Django admin for rooms, messages, memberships and moderation.
 
 Every change that people in a room should see goes through choir.services,
-so it is stored and broadcast like any socket message.
+so it is stored and broadcast like any socket message. Every action declares
+the permission it needs (Django hides it from anyone without), and the
+service checks the same permission again; destructive bulk actions first
+show a page listing what they will change, like Django's delete_selected.
 """
 
 from __future__ import annotations
@@ -13,13 +16,54 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
 from choir import presence, services
-from choir.access import Singer, display_name
+from choir.access import ANNOUNCE, MODERATE_ANY_ROOM, Singer, display_name, may_conduct
 from choir.models import Membership, Message, ModerationAction, Room, Sanction
 from choir.protocol import Refusal
 
 
 def staff_singer(request: HttpRequest) -> Singer:
     return Singer(user=request.user, name=display_name(request.user))
+
+
+def confirmed(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset, *, action: str, question: str, consequence: str
+) -> TemplateResponse | None:
+    """None once the person has said yes; until then, the page that asks."""
+    if request.POST.get("post") == "yes":
+        return None
+    return TemplateResponse(
+        request,
+        "admin/choir/confirm_action.html",
+        {
+            **modeladmin.admin_site.each_context(request),
+            "title": "Are you sure?",
+            "question": question,
+            "consequence": consequence,
+            "items": list(queryset),
+            "action": action,
+            "opts": modeladmin.model._meta,
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+        },
+    )
+
+
+class ModerateAnyRoom:
+    """`permissions=["moderate"]` on an action: for holders of choir.moderate_any_room."""
+
+    def has_moderate_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(MODERATE_ANY_ROOM)
+
+
+def _each(modeladmin: admin.ModelAdmin, request: HttpRequest, items, do) -> int:
+    """Apply `do` to each item; a refusal is reported and the rest go on."""
+    done = 0
+    for item in items:
+        try:
+            do(item)
+            done += 1
+        except Refusal as refusal:
+            modeladmin.message_user(request, f"{item}: {refusal.detail}", level=messages.ERROR)
+    return done
 
 
 class MembershipInline(admin.TabularInline):
@@ -79,21 +123,30 @@ class RoomAdmin(admin.ModelAdmin):
         for room in queryset:
             services.room_delete(room=room, actor=staff_singer(request))
 
-    @admin.action(description="Archive (close) selected rooms: open sockets get 4410")
-    def archive_rooms(self, request: HttpRequest, queryset) -> None:
-        rooms = list(queryset)
-        for room in rooms:
-            services.room_archive(room=room, actor=staff_singer(request))
-        self.message_user(request, f"Archived {len(rooms)} room(s).")
+    def has_announce_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(ANNOUNCE)
 
-    @admin.action(description="Reopen selected rooms")
+    @admin.action(description="Archive (close) selected rooms: open sockets get 4410", permissions=["change"])
+    def archive_rooms(self, request: HttpRequest, queryset) -> HttpResponse | None:
+        asking = confirmed(
+            self, request, queryset, action="archive_rooms",
+            question="Archive these rooms?",
+            consequence="Everyone connected is disconnected (4410) and nobody can post until a room is reopened.",
+        )
+        if asking is not None:
+            return asking
+        actor = staff_singer(request)
+        done = _each(self, request, list(queryset), lambda room: services.room_archive(room=room, actor=actor))
+        self.message_user(request, f"Archived {done} room(s).")
+        return None
+
+    @admin.action(description="Reopen selected rooms", permissions=["change"])
     def reopen_rooms(self, request: HttpRequest, queryset) -> None:
-        rooms = list(queryset)
-        for room in rooms:
-            services.room_reopen(room=room, actor=staff_singer(request))
-        self.message_user(request, f"Reopened {len(rooms)} room(s).")
+        actor = staff_singer(request)
+        done = _each(self, request, list(queryset), lambda room: services.room_reopen(room=room, actor=actor))
+        self.message_user(request, f"Reopened {done} room(s).")
 
-    @admin.action(description="Announce to selected rooms")
+    @admin.action(description="Announce to selected rooms", permissions=["announce"])
     def announce(self, request: HttpRequest, queryset) -> HttpResponse | None:
         form = AnnounceForm(request.POST if "apply" in request.POST else None)
         if form.is_valid():
@@ -121,7 +174,7 @@ class RoomAdmin(admin.ModelAdmin):
 
 
 @admin.register(Message)
-class MessageAdmin(admin.ModelAdmin):
+class MessageAdmin(ModerateAnyRoom, admin.ModelAdmin):
     list_display = ["room", "seq", "author_name", "body", "sent_at", "edited_at", "deleted_at"]
     list_filter = ["room", "sent_at", ("deleted_at", admin.EmptyFieldListFilter)]
     search_fields = ["body", "author_name", "room__slug", "room__title"]
@@ -134,6 +187,12 @@ class MessageAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False  # deletion keeps the seq: use the delete action
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        # Editing someone's words is moderation: the service asks the same.
+        if not super().has_change_permission(request, obj):
+            return False
+        return obj is None or may_conduct(obj.room, staff_singer(request))
 
     def get_actions(self, request: HttpRequest):
         actions = super().get_actions(request)
@@ -149,19 +208,40 @@ class MessageAdmin(admin.ModelAdmin):
             except Refusal as refusal:
                 self.message_user(request, refusal.detail, level=messages.ERROR)
 
-    @admin.action(description="Delete selected messages (they keep their seq)")
-    def delete_selected_messages(self, request: HttpRequest, queryset) -> None:
-        count = services.messages_delete(messages=list(queryset.select_related("room")), actor=staff_singer(request))
+    @admin.action(description="Delete selected messages (they keep their seq)", permissions=["moderate"])
+    def delete_selected_messages(self, request: HttpRequest, queryset) -> HttpResponse | None:
+        asking = confirmed(
+            self, request, queryset.select_related("room"), action="delete_selected_messages",
+            question="Delete these messages?",
+            consequence="Their text is gone for good and everyone connected sees them deleted; they keep their numbers.",
+        )
+        if asking is not None:
+            return asking
+        try:
+            count = services.messages_delete(messages=list(queryset.select_related("room")), actor=staff_singer(request))
+        except Refusal as refusal:
+            self.message_user(request, refusal.detail, level=messages.ERROR)
+            return None
         self.message_user(request, f"Deleted {count} message(s).")
+        return None
 
-    @admin.action(description="Redact selected messages")
-    def redact_selected_messages(self, request: HttpRequest, queryset) -> None:
-        count = 0
-        for message in queryset.select_related("room"):
-            if message.deleted_at is None:
-                services.message_redact(room=message.room, actor=staff_singer(request), seq=message.seq)
-                count += 1
+    @admin.action(description="Redact selected messages", permissions=["moderate"])
+    def redact_selected_messages(self, request: HttpRequest, queryset) -> HttpResponse | None:
+        asking = confirmed(
+            self, request, queryset.select_related("room"), action="redact_selected_messages",
+            question="Redact these messages?",
+            consequence=f"Their text is replaced by “{services.REDACTED}” for everyone, now and in history.",
+        )
+        if asking is not None:
+            return asking
+        actor = staff_singer(request)
+        live = [message for message in queryset.select_related("room") if message.deleted_at is None]
+        count = _each(
+            self, request, live,
+            lambda message: services.message_redact(room=message.room, actor=actor, seq=message.seq),
+        )
         self.message_user(request, f"Redacted {count} message(s).")
+        return None
 
 
 @admin.register(Membership)
@@ -194,13 +274,17 @@ class SanctionForm(forms.ModelForm):
 
 
 @admin.register(Sanction)
-class SanctionAdmin(admin.ModelAdmin):
+class SanctionAdmin(ModerateAnyRoom, admin.ModelAdmin):
     form = SanctionForm
     list_display = ["room", "user", "kind", "until", "lifted_at", "created_by", "created_at"]
     list_filter = ["kind", "room", ("lifted_at", admin.EmptyFieldListFilter)]
     search_fields = ["user__username", "room__slug", "reason"]
     autocomplete_fields = ["user"]
     actions = ["lift"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # Any room may be picked in the form: the service would refuse the rest.
+        return super().has_add_permission(request) and self.has_moderate_permission(request)
 
     def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
         return obj is None and super().has_change_permission(request, obj)
@@ -226,14 +310,24 @@ class SanctionAdmin(admin.ModelAdmin):
             return
         obj.pk = created.pk
 
-    @admin.action(description="Lift selected mutes and bans")
-    def lift(self, request: HttpRequest, queryset) -> None:
+    @admin.action(description="Lift selected mutes and bans", permissions=["moderate"])
+    def lift(self, request: HttpRequest, queryset) -> HttpResponse | None:
+        asking = confirmed(
+            self, request, queryset.select_related("room", "user"), action="lift",
+            question="Lift these mutes and bans?",
+            consequence="Each person may post (or enter) again at once; a lifted sanction cannot be put back, only made anew.",
+        )
+        if asking is not None:
+            return asking
+        actor = staff_singer(request)
         lifted = 0
         for sanction in queryset.filter(lifted_at__isnull=True).select_related("room", "user"):
-            lifted += services.sanction_lift(
-                room=sanction.room, actor=staff_singer(request), user=sanction.user, kind=sanction.kind
-            )
+            try:
+                lifted += services.sanction_lift(room=sanction.room, actor=actor, user=sanction.user, kind=sanction.kind)
+            except Refusal as refusal:
+                self.message_user(request, f"{sanction}: {refusal.detail}", level=messages.ERROR)
         self.message_user(request, f"Lifted {lifted} sanction(s).")
+        return None
 
 
 @admin.register(ModerationAction)

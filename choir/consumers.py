@@ -146,7 +146,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 if room is None:
                     hub.rooms.note_missing(slug)
         self.user_id = self.singer.user_id
-        self.is_staff = self.singer.is_staff
+        self.is_staff = self.access.conducts_everywhere  # the hub keeps these in a room turned private
         self.name = self.singer.name
         self.person = f"u:{self.user_id}" if self.user_id is not None else f"a:{self.client_ip}"
 
@@ -159,12 +159,13 @@ class RoomConsumer(AsyncWebsocketConsumer):
             return await self.shut(
                 Close.TRY_AGAIN, f"too many connection attempts from your address; retry in {handshake_wait:.1f} s"
             )
-        if room is None:
+        if room is None or not (self.access.can_view or self.access.banned):
+            # A private room is missing to a non-member, so nobody can probe for one.
             return await self.shut(Close.NOT_FOUND, "no such room")
+        if self.access.banned:
+            return await self.shut(Close.FORBIDDEN, "you are banned from this room")
         if not room.is_open:
             return await self.shut(Close.ROOM_CLOSED, "this room is closed")
-        if not self.access.can_view:
-            return await self.shut(Close.FORBIDDEN, "you may not enter this room")
         over = hub.admit(self)
         if over:
             return await self.shut(Close.FLOODING, over)
@@ -336,10 +337,15 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def on_typing(self, command: protocol.Typing) -> None:
         now = time.monotonic()
-        if not self.access.can_post or now - self.last_typing < settings.CHOIR_TYPING_INTERVAL:
+        if now - self.last_typing < settings.CHOIR_TYPING_INTERVAL:
             return
         self.last_typing = now
         assert self.seat is not None
+        if self.user_id is not None:
+            # A mute may have come (or gone) since the handshake; guests cannot be muted.
+            self.access = await database_sync_to_async(access_for)(self.seat.feed.room, self.singer)
+        if not self.access.can_post:
+            return
         await presence.typing(self.seat.feed.room.pk, author=self.name, origin=self.conn_id)
 
     async def on_edit(self, command: protocol.Edit) -> None:

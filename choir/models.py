@@ -119,6 +119,12 @@ class Room(models.Model):
 
     class Meta:
         ordering = ["title"]
+        # Granted to users or groups in the admin (superusers hold them all);
+        # checked as "choir.<codename>" in choir.access.
+        permissions = [
+            ("moderate_any_room", "Conduct every room: moderate, see private rooms"),
+            ("announce", "Announce to rooms"),
+        ]
 
     def __str__(self) -> str:
         return self.title

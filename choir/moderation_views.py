@@ -1,7 +1,8 @@
 """Conductors moderate from the room page: mute, ban, slow mode.
 
-The services check that the actor is a conductor or staff, so a crafted POST
-from anyone else is refused there (403 here).
+The services check that the actor conducts the room (its role, or
+choir.moderate_any_room), so a crafted POST from anyone else is refused
+there (403 here). Bad input, numbers included, comes back as a flash message.
 """
 
 from __future__ import annotations
@@ -20,12 +21,17 @@ from choir.protocol import Code, Refusal
 from choir.views import visible_room_or_404
 
 
+MAX_DIGITS = 9  # more than any mute (ten years in minutes) or slow mode needs
+
+
 def _whole(raw: str | None, default: int | None = None) -> int | None:
     if raw is None or raw.strip() == "":
         return default
-    if not raw.strip().isdigit():
-        raise Refusal(Code.INVALID, "numbers must be whole and not negative")
-    return int(raw)
+    text = raw.strip()
+    # ASCII digits only: str.isdigit() also takes '²' and '①', which int() refuses.
+    if not (text.isascii() and text.isdigit()) or len(text) > MAX_DIGITS:
+        raise Refusal(Code.INVALID, f"numbers must be whole, not negative, and at most {MAX_DIGITS} digits")
+    return int(text)
 
 
 def _target(request: HttpRequest):

@@ -9,7 +9,7 @@ from django.contrib import messages as flash
 from django.contrib.auth import login
 from django.contrib.auth.forms import UserCreationForm
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -24,10 +24,10 @@ from choir.selectors import messages_before, rooms_with_latest, visible_rooms
 
 def visible_room_or_404(request: HttpRequest, slug: str) -> tuple[Room, Access]:
     """The room if this person may see it; 404 otherwise, so private rooms stay hidden."""
-    room = get_object_or_404(Room, slug=slug)
-    access = access_for(room, singer_for(request.user, request.session))
-    if not access.can_view:
-        raise Http404("No such room")
+    room = Room.objects.filter(slug=slug).first()
+    access = access_for(room, singer_for(request.user, request.session)) if room is not None else None
+    if room is None or access is None or not access.can_view:
+        raise Http404("No such room")  # one answer for missing and not-yours
     return room, access
 
 

@@ -88,6 +88,7 @@ def make_room(db):
 
     def make(slug: str = "hall", **fields):
         fields.setdefault("title", slug.title())
+        fields.setdefault("actor", services.SYSTEM)
         return services.room_create(slug=slug, **fields)
 
     return make

@@ -51,7 +51,7 @@ async def posted_message(room: Room, body: str) -> int:
 async def test_archiving_a_room_in_admin_closes_its_sockets_with_4410(lobby, staff_client):
     sock = await connect("lobby")
     response = await post(
-        staff_client, reverse("admin:choir_room_changelist"), {"action": "archive_rooms", "_selected_action": [lobby.pk]}
+        staff_client, reverse("admin:choir_room_changelist"), {"action": "archive_rooms", "post": "yes", "_selected_action": [lobby.pk]}
     )
     assert response.status_code == 302
     closing = await sock.expect("closing")
@@ -97,9 +97,9 @@ async def test_deleting_and_redacting_messages_in_admin_is_broadcast(lobby, staf
     await sock.expect("message")
     ids = await database_sync_to_async(lambda: {m.seq: m.pk for m in Message.objects.filter(room=lobby)})()
     changelist = reverse("admin:choir_message_changelist")
-    await post(staff_client, changelist, {"action": "delete_selected_messages", "_selected_action": [ids[first]]})
+    await post(staff_client, changelist, {"action": "delete_selected_messages", "post": "yes", "_selected_action": [ids[first]]})
     assert (await sock.expect("deleted"))["seq"] == first
-    await post(staff_client, changelist, {"action": "redact_selected_messages", "_selected_action": [ids[second]]})
+    await post(staff_client, changelist, {"action": "redact_selected_messages", "post": "yes", "_selected_action": [ids[second]]})
     edited = await sock.expect("edited")
     assert (edited["seq"], edited["body"]) == (second, services.REDACTED)
     remaining = await database_sync_to_async(lambda: list(Message.objects.filter(room=lobby).order_by("seq")))()
@@ -169,7 +169,7 @@ async def test_muting_in_admin_refuses_posts_until_lifted(lobby, staff_client, m
     error = await sock.expect("error")
     assert error["code"] == "forbidden" and "muted" in error["detail"]
     sanction = await database_sync_to_async(Sanction.objects.get)(user=target)
-    await post(staff_client, reverse("admin:choir_sanction_changelist"), {"action": "lift", "_selected_action": [sanction.pk]})
+    await post(staff_client, reverse("admin:choir_sanction_changelist"), {"action": "lift", "post": "yes", "_selected_action": [sanction.pk]})
     await sock.say("hello?", client_id="m1")
     assert (await sock.expect("message"))["body"] == "hello?"
     await sock.close()
@@ -177,7 +177,7 @@ async def test_muting_in_admin_refuses_posts_until_lifted(lobby, staff_client, m
 
 async def test_making_a_room_private_drops_non_members(lobby, staff_client, make_user):
     member = await database_sync_to_async(make_user)("mia")
-    await database_sync_to_async(services.membership_set)(room=lobby, actor=None, user=member, role="member")
+    await database_sync_to_async(services.membership_set)(room=lobby, actor=services.SYSTEM, user=member, role="member")
     guest = await connect("lobby")
     inside = await connect("lobby", user=member)
     url = reverse("admin:choir_room_change", args=[lobby.pk])
@@ -197,7 +197,7 @@ async def test_non_staff_cannot_use_admin_actions(lobby, make_user):
     await database_sync_to_async(client.force_login)(user)
     sock = await connect("lobby")
     response = await post(
-        client, reverse("admin:choir_room_changelist"), {"action": "archive_rooms", "_selected_action": [lobby.pk]}
+        client, reverse("admin:choir_room_changelist"), {"action": "archive_rooms", "post": "yes", "_selected_action": [lobby.pk]}
     )
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
     await sock.send({"type": "ping"})

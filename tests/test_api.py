@@ -26,7 +26,7 @@ def test_it_lists_the_rooms_the_caller_may_see(lobby, make_room, make_user):
     client = Client()
     assert [r["slug"] for r in client.get("/api/rooms/").json()["rooms"]] == ["lobby"]
     member = make_user("mia")
-    services.membership_set(room=make_room("club", is_public=False), actor=None, user=member, role="member")
+    services.membership_set(room=make_room("club", is_public=False), actor=services.SYSTEM, user=member, role="member")
     client.force_login(member)
     assert {r["slug"] for r in client.get("/api/rooms/").json()["rooms"]} == {"lobby", "club"}
 
@@ -88,20 +88,20 @@ def test_bad_parameters_are_a_400_with_a_reason(history, query):
 
 def test_private_rooms_are_hidden_from_outsiders_and_open_to_members(make_room, make_user):
     room = make_room("secret", is_public=False)
-    services.announce(room=room, text="members only")
+    services.announce(room=room, text="members only", actor=services.SYSTEM)
     assert Client().get("/api/rooms/secret/messages").status_code == 404
     outsider = Client()
     outsider.force_login(make_user("eve"))
     assert outsider.get("/api/rooms/secret/messages").status_code == 404
     member = make_user("mia")
-    services.membership_set(room=room, actor=None, user=member, role="member")
+    services.membership_set(room=room, actor=services.SYSTEM, user=member, role="member")
     inside = Client()
     inside.force_login(member)
     assert seqs(inside.get("/api/rooms/secret/messages")) == [1]
 
 
 def test_a_banned_user_cannot_read_history(history, make_user):
-    boss = make_user("boss", is_staff=True)
+    boss = make_user("boss", is_staff=True, is_superuser=True)
     troll = make_user("troll")
     services.user_ban(room=history, actor=Singer(user=boss, name="boss"), user=troll)
     client = Client()
@@ -114,7 +114,7 @@ def test_unknown_rooms_are_404(db):
 
 
 def test_a_banned_user_does_not_see_the_room_listed(history, make_room, make_user):
-    boss = make_user("boss", is_staff=True)
+    boss = make_user("boss", is_staff=True, is_superuser=True)
     troll = make_user("troll")
     make_room("other", guests_may_post=True)
     services.user_ban(room=history, actor=Singer(user=boss, name="boss"), user=troll)

@@ -26,7 +26,7 @@ def test_a_batch_takes_consecutive_seqs_in_order(lobby):
 
 
 def test_refused_drafts_leave_no_gap(lobby, make_user):
-    boss = make_user("boss", is_staff=True)
+    boss = make_user("boss", is_staff=True, is_superuser=True)
     muted = make_user("muted")
     services.user_mute(room=lobby, actor=Singer(user=boss, name="boss"), user=muted, minutes=5)
     drafts = [Draft(ann, "one"), Draft(Singer(user=muted, name="muted"), "shh"), Draft(bo, ""), Draft(bo, "two")]
@@ -55,7 +55,7 @@ def test_a_retry_in_a_batch_answers_with_the_original(lobby):
 
 
 def test_slow_mode_holds_within_one_batch(lobby, make_user):
-    boss = make_user("boss", is_staff=True)
+    boss = make_user("boss", is_staff=True, is_superuser=True)
     user = make_user("sam")
     services.room_set_slow_mode(room=lobby, actor=Singer(user=boss, name="boss"), seconds=30)
     sam = Singer(user=user, name="sam")
@@ -76,7 +76,7 @@ def test_one_batch_serves_several_rooms_each_in_its_own_order(lobby, make_room):
 
 
 def test_a_closed_room_refuses_the_whole_batch(lobby):
-    services.room_archive(room=lobby, actor=None)
+    services.room_archive(room=lobby, actor=services.SYSTEM)
     outcomes = services.messages_post(room=lobby, drafts=[Draft(ann, "a"), Draft(bo, "b")])
     assert all(isinstance(o, Refusal) and o.code == "forbidden" for o in outcomes)
     assert Room.objects.get(pk=lobby.pk).last_seq == 0

@@ -224,7 +224,7 @@ def test_edit_and_delete_own_messages_reach_other_pages(chromium, daphne, lobby,
 
 def test_a_closed_room_says_so_and_does_not_reconnect(chromium, daphne, make_room):
     hall = make_room("hall", guests_may_post=True)
-    services.room_archive(room=hall, actor=None)
+    services.room_archive(room=hall, actor=services.SYSTEM)
     server = daphne()
     tab = open_tab(chromium, server, "/rooms/hall/")
     tab.wait_state("stopped")

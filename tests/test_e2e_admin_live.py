@@ -56,7 +56,7 @@ async def test_admin_actions_reach_sockets_on_two_server_processes(daphne, lobby
 
     # Delete it from the message admin: both processes announce the deletion.
     message = await database_sync_to_async(Message.objects.get)(room=lobby, seq=1)
-    await post(reverse("admin:choir_message_changelist"), {"action": "delete_selected_messages", "_selected_action": [message.pk]})
+    await post(reverse("admin:choir_message_changelist"), {"action": "delete_selected_messages", "post": "yes", "_selected_action": [message.pk]})
     for ws in listeners:
         assert (await next_of(ws, "deleted"))["seq"] == 1
 
@@ -66,7 +66,7 @@ async def test_admin_actions_reach_sockets_on_two_server_processes(daphne, lobby
         assert await close_code(ws) == 4403
 
     # Archive: every socket on every process closes with 4410.
-    await post(changelist, {"action": "archive_rooms", "_selected_action": [lobby.pk]})
+    await post(changelist, {"action": "archive_rooms", "post": "yes", "_selected_action": [lobby.pk]})
     for ws in listeners:
         assert (await next_of(ws, "closing"))["code"] == 4410
         assert await close_code(ws) == 4410

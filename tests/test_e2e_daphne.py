@@ -85,7 +85,7 @@ async def test_a_message_posted_outside_the_socket_reaches_the_socket(daphne, lo
     await hello(ws)
     from channels.db import database_sync_to_async
 
-    await database_sync_to_async(services.announce)(room=lobby, text="from the conductor")
+    await database_sync_to_async(services.announce)(room=lobby, text="from the conductor", actor=services.SYSTEM)
     frame = (await ws_frames(ws, 1))[0]
     assert (frame["body"], frame["author"]) == ("from the conductor", "Choir")
     await ws.close()

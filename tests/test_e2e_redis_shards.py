@@ -29,7 +29,7 @@ async def test_rooms_spread_over_two_redis_shards_and_every_message_arrives(daph
     from channels.db import database_sync_to_async
 
     for slug in ROOMS:
-        await database_sync_to_async(services.room_create)(slug=slug, title=slug, guests_may_post=True)
+        await database_sync_to_async(services.room_create)(slug=slug, title=slug, guests_may_post=True, actor=services.SYSTEM)
     urls = ",".join(shard.url for shard in two_shards)
     first = daphne(extra_env={"REDIS_URL": urls, "CHOIR_REDIS_PREFIX": "shards"})
     second = daphne(extra_env={"REDIS_URL": urls, "CHOIR_REDIS_PREFIX": "shards"})

@@ -55,7 +55,7 @@ async def test_no_origin_and_same_host_origins_are_accepted(lobby, origin):
 async def test_a_forged_session_cookie_is_just_a_guest(lobby, make_room):
     await database_sync_to_async(make_room)("secret", is_public=False)
     sock = await connect("secret", headers=[(b"cookie", b"sessionid=forged-not-a-real-session")], hello=False)
-    assert (await sock.expect("closing"))["code"] == 4403
+    assert (await sock.expect("closing"))["code"] == 4404
     guest = await connect("lobby", headers=[(b"cookie", b"sessionid=forged-not-a-real-session")])
     assert guest.frames[0]["you"]["guest"] is True
     await guest.close()
@@ -92,12 +92,12 @@ def refused_everywhere_over_http(client: Client, slug: str, *, private: bool = T
         assert slug.encode() not in client.get("/").content
 
 
-async def refused_on_the_socket(slug: str, user=None) -> None:
-    """Socket and replay both: `closing` 4403 and not a single message frame."""
+async def refused_on_the_socket(slug: str, user=None, expected: int = 4404) -> None:
+    """Socket and replay both: `closing` (4404 as for a missing room; 4403 when banned) and not a single message frame."""
     for query in ("", "after=0"):
         sock = await connect(slug, user=user, query=query, hello=False)
         code = await sock.closed()
-        assert code == 4403
+        assert code == expected
         kinds = [frame["type"] for frame in sock.frames]
         assert kinds == ["closing", "__closed__"], kinds
 
@@ -134,7 +134,7 @@ async def test_a_member_gets_every_path_of_a_private_room(secret_room):
 
 
 async def test_a_banned_user_is_refused_on_every_path_and_dropped_at_once(lobby, make_user):
-    staff = await database_sync_to_async(make_user)("boss", is_staff=True)
+    staff = await database_sync_to_async(make_user)("boss", is_staff=True, is_superuser=True)
     troll = await database_sync_to_async(make_user)("troll")
     await database_sync_to_async(services.message_post)(
         room=lobby, singer=Singer(user=staff, name="boss"), body="the secret plan", client_id="b1"
@@ -147,7 +147,7 @@ async def test_a_banned_user_is_refused_on_every_path_and_dropped_at_once(lobby,
     await database_sync_to_async(refused_everywhere_over_http)(
         await database_sync_to_async(http_client)(troll), "lobby", private=False
     )
-    await refused_on_the_socket("lobby", user=troll)
+    await refused_on_the_socket("lobby", user=troll, expected=4403)
 
 
 # Escaping --------------------------------------------------------------------------

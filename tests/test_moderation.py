@@ -6,8 +6,10 @@ from django.test import Client
 from django.urls import reverse
 
 from choir import services
-from choir.access import Singer
-from choir.models import ModerationAction, Room, Sanction
+from django.contrib.messages import get_messages
+
+from choir.access import Singer, access_for
+from choir.models import Message, ModerationAction, Room, Sanction
 from choir.protocol import Refusal
 from tests.support import connect
 
@@ -17,7 +19,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture
 def cast(lobby, make_user):
     conductor = make_user("carol")
-    services.membership_set(room=lobby, actor=None, user=conductor, role="conductor")
+    services.membership_set(room=lobby, actor=services.SYSTEM, user=conductor, role="conductor")
     return {"conductor": conductor, "singer": make_user("sam"), "other": make_user("otto")}
 
 
@@ -99,8 +101,8 @@ async def test_services_refuse_moderation_by_non_conductors(cast, lobby):
         assert refused.value.code == "forbidden"
 
 
-async def test_staff_cannot_be_banned(cast, lobby, make_user):
-    boss = await database_sync_to_async(make_user)("boss", is_staff=True)
+async def test_people_who_conduct_every_room_cannot_be_banned(cast, lobby, make_user):
+    boss = await database_sync_to_async(make_user)("boss", is_staff=True, is_superuser=True)
     conductor = Singer(user=cast["conductor"], name="carol")
     with pytest.raises(Refusal):
         await database_sync_to_async(services.user_ban)(room=lobby, actor=conductor, user=boss)
@@ -120,7 +122,7 @@ async def test_a_conductor_may_delete_anyones_message_over_the_socket(cast):
 
 async def test_in_a_stage_room_only_conductors_sing(make_room, cast):
     room = await database_sync_to_async(make_room)("stage", mode=Room.Mode.STAGE, guests_may_post=True)
-    await database_sync_to_async(services.membership_set)(room=room, actor=None, user=cast["conductor"], role="conductor")
+    await database_sync_to_async(services.membership_set)(room=room, actor=services.SYSTEM, user=cast["conductor"], role="conductor")
     listener = await connect("stage", user=cast["singer"], hello=False)
     hello = await listener.expect("hello")
     assert hello["you"]["can_post"] is False and hello["room"]["mode"] == "stage"
@@ -135,3 +137,80 @@ async def test_in_a_stage_room_only_conductors_sing(make_room, cast):
         assert (await sock.expect("message"))["body"] == "welcome to the show"
     for sock in (listener, guest, conductor):
         await sock.close()
+
+
+# A mute stops posting, editing, reacting and typing; a ban stops everything ---------
+
+
+async def test_a_muted_singer_can_neither_edit_nor_type_and_nobody_hears_of_it(cast, lobby):
+    sock = await connect("lobby", user=cast["singer"])
+    watcher = await connect("lobby", user=cast["other"])
+    await sock.say("before the mute", client_id="m1")
+    seq = (await sock.expect("message"))["seq"]
+    await watcher.expect("message")
+    await moderate(await client_for(cast["conductor"]), action="mute", username="sam", minutes="10")
+
+    await sock.send({"type": "edit", "seq": seq, "body": "sneaked in while muted"})
+    assert (await sock.expect("error"))["code"] == "forbidden"
+    await sock.send({"type": "typing"})
+    await watcher.nothing(timeout=0.5)
+    body = await database_sync_to_async(lambda: Message.objects.get(room=lobby, seq=seq).body)()
+    assert body == "before the mute"
+    access = await database_sync_to_async(access_for)(lobby, Singer(user=cast["singer"], name="sam"))
+    assert not access.can_post and not access.can_act and not access.can_react
+    # Taking one's own words back is still allowed.
+    await sock.send({"type": "delete", "seq": seq})
+    assert (await watcher.expect("deleted"))["seq"] == seq
+    await sock.close()
+    await watcher.close()
+
+
+async def test_typing_is_heard_again_once_a_mute_is_lifted(cast, lobby, settings):
+    settings.CHOIR_TYPING_INTERVAL = 0.0
+    sock = await connect("lobby", user=cast["singer"])
+    watcher = await connect("lobby", user=cast["other"])
+    conductor = await client_for(cast["conductor"])
+    await moderate(conductor, action="mute", username="sam", minutes="10")
+    await sock.send({"type": "typing"})
+    await watcher.nothing(timeout=0.5)
+    await moderate(conductor, action="unmute", username="sam")
+    await sock.send({"type": "typing"})
+    assert (await watcher.expect("typing", skip=("presence",)))["author"] == "sam"
+    await sock.close()
+    await watcher.close()
+
+
+def test_a_ban_stops_even_editing_and_deleting_ones_own_messages(cast, lobby):
+    singer = Singer(user=cast["singer"], name="sam")
+    seq = services.message_post(room=lobby, singer=singer, body="mine").message.seq
+    services.user_ban(room=lobby, actor=services.SYSTEM, user=cast["singer"])
+    for call in (
+        lambda: services.message_edit(room=lobby, actor=singer, seq=seq, body="still mine"),
+        lambda: services.message_delete(room=lobby, actor=singer, seq=seq),
+    ):
+        with pytest.raises(Refusal) as refused:
+            call()
+        assert refused.value.code == "forbidden"
+    message = Message.objects.get(room=lobby, seq=seq)
+    assert (message.body, message.deleted_at) == ("mine", None)
+    assert not access_for(lobby, singer).can_act
+
+
+# The moderation form answers bad numbers with an error, never a 500 ------------------
+
+
+@pytest.mark.parametrize("field, value", [
+    ("minutes", "²"), ("minutes", "¹²"), ("minutes", "①"), ("minutes", "-5"), ("minutes", "1e3"),
+    ("minutes", "9" * 12), ("minutes", "99999999"), ("minutes", "9999999999"),
+    ("seconds", "²"), ("seconds", "9" * 40),
+])
+def test_the_moderation_form_refuses_odd_numbers_with_a_message(cast, field, value):
+    client = Client()
+    client.force_login(cast["conductor"])
+    action = "mute" if field == "minutes" else "slow_mode"
+    response = client.post(reverse("room-moderate", args=["lobby"]), {"action": action, "username": "sam", field: value})
+    assert response.status_code == 302
+    errors = [m for m in get_messages(response.wsgi_request) if m.level_tag == "error"]
+    assert errors, "no error message for a bad number"
+    assert not Sanction.objects.exists()
+    assert Room.objects.get(slug="lobby").slow_mode_seconds == 0

@@ -23,7 +23,6 @@ from django.db import connection
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 
 from choir import services
-from choir.access import Singer
 from choir.models import Message, Room
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -55,7 +54,6 @@ steps = st.lists(
     max_size=30,
 )
 rooms = itertools.count(1)
-SYSTEM = Singer(user=None, name="Choir", guest_key="system")
 
 
 @dataclass
@@ -137,7 +135,7 @@ async def run(program: list[tuple], urls: list[str], room: Room, http: list[str]
         elif kind == "reconnect":
             await clients[step[1]].reconnect()
         elif kind == "announce":
-            await db(services.announce, room=room, text=step[1])
+            await db(services.announce, room=room, text=step[1], actor=services.SYSTEM)
         elif kind == "delete":
             await db(_delete, room.pk, step[1])
 
@@ -189,7 +187,7 @@ def _delete(room_id: int, seq: int) -> None:
     room = Room.objects.get(pk=room_id)
     message = Message.objects.filter(room=room, seq=seq, deleted_at__isnull=True).first()
     if message is not None:
-        services.messages_delete(messages=[message], actor=SYSTEM)
+        services.messages_delete(messages=[message], actor=services.SYSTEM)
 
 
 @pytest.fixture
@@ -205,7 +203,7 @@ def test_random_programs_keep_every_guarantee_across_two_servers(two_servers):
     )
     @given(program=steps)
     def check(program: list[tuple]) -> None:
-        room = services.room_create(slug=f"prop-{next(rooms)}", title="Property", guests_may_post=True)
+        room = services.room_create(slug=f"prop-{next(rooms)}", title="Property", guests_may_post=True, actor=services.SYSTEM)
         asyncio.run(run(program, [server.ws(room.slug) for server in two_servers], room, http))
 
     check()

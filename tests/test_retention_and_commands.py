@@ -51,7 +51,9 @@ def test_a_rooms_own_retention_wins_over_the_global_one(lobby, make_room):
 
 
 def test_choir_say_posts_through_the_write_path(lobby, make_user):
-    make_user("conductor")
+    from django.contrib.auth.models import Permission
+
+    make_user("conductor").user_permissions.add(Permission.objects.get(codename="announce"))
     out = StringIO()
     call_command("choir_say", "lobby", "Hello", "everyone", stdout=out)
     call_command("choir_say", "lobby", "Signed", "--as", "conductor", stdout=out)
@@ -63,6 +65,6 @@ def test_choir_say_posts_through_the_write_path(lobby, make_user):
 def test_choir_say_refuses_unknown_rooms_and_closed_ones(lobby):
     with pytest.raises(CommandError):
         call_command("choir_say", "nowhere", "hi")
-    services.room_archive(room=lobby, actor=None)
+    services.room_archive(room=lobby, actor=services.SYSTEM)
     with pytest.raises(CommandError, match="closed"):
         call_command("choir_say", "lobby", "hi")

@@ -249,19 +249,24 @@ async def test_no_such_room_closes_with_4404(db):
     assert await sock.closed() == 4404
 
 
-async def test_a_private_room_closes_with_4403_for_outsiders(make_room, make_user):
+async def test_a_private_room_closes_for_outsiders_exactly_like_a_missing_room(make_room, make_user):
+    """4404 and the same words, so nobody can probe which private rooms exist (4403 is for bans)."""
     await database_sync_to_async(make_room)("secret", is_public=False)
     outsider = await database_sync_to_async(make_user)("eve")
     for user in (None, outsider):
-        sock = await connect("secret", user=user, hello=False)
-        assert (await sock.expect("closing"))["code"] == 4403
-        assert await sock.closed() == 4403
+        answers = []
+        for slug in ("secret", "no-such-room"):
+            sock = await connect(slug, user=user, hello=False)
+            closing = await sock.expect("closing")
+            assert await sock.closed() == 4404
+            answers.append((closing["code"], closing["reason"]))
+        assert answers[0] == answers[1] == (4404, "no such room")
 
 
 async def test_a_member_may_enter_a_private_room(make_room, make_user):
     room = await database_sync_to_async(make_room)("secret", is_public=False)
     member = await database_sync_to_async(make_user)("mia")
-    await database_sync_to_async(services.membership_set)(room=room, actor=None, user=member, role="member")
+    await database_sync_to_async(services.membership_set)(room=room, actor=services.SYSTEM, user=member, role="member")
     sock = await connect("secret", user=member)
     await sock.say("inside")
     assert (await sock.expect("message"))["author"] == "mia"
@@ -277,7 +282,7 @@ async def test_an_archived_room_closes_with_4410(make_room):
 
 async def test_archiving_closes_open_sockets_with_closing_and_4410(lobby):
     sock = await connect("lobby")
-    await database_sync_to_async(services.room_archive)(room=lobby, actor=None)
+    await database_sync_to_async(services.room_archive)(room=lobby, actor=services.SYSTEM)
     closing = await sock.expect("closing")
     assert closing["code"] == 4410 and closing["reason"]
     assert await sock.closed() == 4410

@@ -176,7 +176,7 @@ async def test_revoking_closes_that_tokens_sockets_with_4401_and_no_others(lobby
 
 def test_the_history_api_takes_a_bearer_token_and_401s_a_bad_one(lobby, make_room, ann):
     private = make_room("club", is_public=False)
-    services.membership_set(room=private, actor=None, user=ann, role="member")
+    services.membership_set(room=private, actor=services.SYSTEM, user=ann, role="member")
     _, secret = issue(ann)
     client = Client()
     assert client.get("/api/rooms/club/messages").status_code == 404

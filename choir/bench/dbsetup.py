@@ -24,7 +24,7 @@ def main(slugs: list[str]) -> None:
     existing = set(Room.objects.filter(slug__in=slugs).values_list("slug", flat=True))
     for slug in slugs:
         if slug not in existing:
-            services.room_create(slug=slug, title=slug, is_public=True, guests_may_post=True)
+            services.room_create(slug=slug, title=slug, is_public=True, guests_may_post=True, actor=services.SYSTEM)
     print(f"benchmark database ready: {len(slugs)} rooms")
 
 

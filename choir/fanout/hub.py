@@ -254,10 +254,11 @@ class Hub:
         feed.room = room
         self.rooms.serve(room)
         if not room.is_public:
-            # Made private: only members (and staff) may stay.
+            # Made private: only members (and those who conduct every room) may
+            # stay; to anyone else the room is now as missing as any other.
             for seat in list(feed.seats.values()):
                 if not seat.is_staff and seat.user_id not in members:
-                    await quietly(seat.shut(protocol.Close.FORBIDDEN, "this room is now private"))
+                    await quietly(seat.shut(protocol.Close.NOT_FOUND, "no such room"))
 
     # Healing ---------------------------------------------------------------
 

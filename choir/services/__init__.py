@@ -2,8 +2,12 @@
 
 The consumer, the views, the admin and the management commands all call these
 functions; nothing else writes rooms or messages or talks to the channel layer.
-Each raises `protocol.Refusal` when the change is not allowed, so every caller
-reports refusals the same way. One module per noun:
+Each checks, then does: it validates its input and the actor's authority
+(room role or Django permission, see choir.access), and only then writes and
+broadcasts on commit. Every action takes the acting `Singer`; trusted code
+with nobody behind it (management commands, setup, other Django code) passes
+`SYSTEM`. Each raises `protocol.Refusal` when the change is not allowed, so
+every caller reports refusals the same way. One module per noun:
 
 - `messages`: post (one, or a batch from the socket writer), edit, delete, prune
 - `moderation`: redact, bulk delete, mute, ban, lift, slow mode
@@ -11,13 +15,14 @@ reports refusals the same way. One module per noun:
 - `announcements`: posts from admin, commands and other Django code
 - `audit`: the moderation log, written in the change's own transaction
 - `tokens`: API tokens, issued and revoked
+- `authority`: the checks the others make before they write
 """
 
 from __future__ import annotations
 
+from choir.access import SYSTEM, SYSTEM_NAME
 from choir.services.announcements import announce
 from choir.services.messages import (
-    SYSTEM_NAME,
     Draft,
     Outcome,
     Posted,
@@ -50,7 +55,7 @@ from choir.services.rooms import (
 )
 
 __all__ = [
-    "SYSTEM_NAME", "REDACTED", "Draft", "Outcome", "Posted",
+    "SYSTEM", "SYSTEM_NAME", "REDACTED", "Draft", "Outcome", "Posted",
     "announce",
     "message_delete", "message_edit", "message_post", "messages_post", "messages_post_many", "messages_prune",
     "message_redact", "messages_delete", "room_set_slow_mode", "sanction_lift", "user_ban", "user_mute",

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-from choir.access import Singer
+from choir.access import ANNOUNCE, Singer
 from choir.models import Room
 from choir.protocol import Code, Refusal
-from choir.services.messages import SYSTEM_NAME, Posted, message_post
+from choir.services.authority import require_perm
+from choir.services.messages import Posted, message_post
 
 
-def announce(*, room: Room, text: str, actor: Singer | None = None) -> Posted:
+def announce(*, room: Room, text: str, actor: Singer) -> Posted:
     """Post to a room from outside a socket: admin, a command, other Django code.
 
-    Stored, sequenced and broadcast exactly like a message sent on a socket.
+    The actor needs choir.announce; trusted code with nobody behind it passes
+    `SYSTEM`, whose announcements are signed with the system's name. Stored,
+    sequenced and broadcast exactly like a message sent on a socket.
     """
-    if actor is None or actor.user is None:
-        actor = Singer(user=None, name=SYSTEM_NAME, guest_key="system")
+    require_perm(actor, ANNOUNCE, "announce")
     if not room.is_open:
         raise Refusal(Code.FORBIDDEN, "this room is closed")
     return message_post(room=room, singer=actor, body=text, announcement=True)
-

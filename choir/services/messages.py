@@ -16,16 +16,15 @@ from django.db.models import F
 from django.utils import timezone
 
 from choir import broadcast, events, metrics, protocol, signals
-from choir.access import Access, Singer, Standing, access_for, standing_in
+from choir.access import ANNOUNCE, DELETE_OLD_MESSAGES, SYSTEM_NAME, Access, Singer, Standing, access_for, standing_in
 from choir.models import Message, Room
 from choir.protocol import Code, Refusal
 from choir.selectors import message_frame
 from choir.services import audit, outward
+from choir.services.authority import require_actor, require_perm
 
 log = logging.getLogger("choir.services")
 
-
-SYSTEM_NAME = "Choir"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +59,9 @@ def message_post(
 
     The posting rules are checked on every post against the room row as it is
     under the seq lock, so a change made a moment ago (stage mode, archive,
-    a mute) applies at once. Announcements come from staff or code outside
-    the socket and skip the posting rules, but still need an open room.
+    a mute) applies at once. Announcements skip the posting rules (but
+    still need an open room); their singer must hold choir.announce (or be
+    SYSTEM).
     """
     outcome = messages_post(room=room, drafts=[Draft(singer, body, client_id)], announcement=announcement)[0]
     if isinstance(outcome, Refusal):
@@ -90,6 +90,8 @@ def messages_post_many(*, items: list[tuple[Room, Draft]], announcement: bool = 
     for index, (_, draft) in enumerate(items):
         try:
             protocol.clean_body(draft.body, ref=draft.client_id)
+            if announcement:
+                require_perm(require_actor(draft.singer), ANNOUNCE, "announce")
         except Refusal as refusal:
             outcomes[index] = refusal
     try:
@@ -278,20 +280,29 @@ def _find_message(room: Room, seq: int) -> Message:
     return message
 
 
-def _may_change(message: Message, actor: Singer, room: Room) -> bool:
-    if actor.user is None:
-        return False
-    if message.author_id == actor.user.pk:
-        return True
-    return access_for(room, actor).is_conductor
+def _check_may_change(message: Message, actor: Singer, room: Room, *, moderator: bool, verb: str) -> None:
+    """Authors change their own messages while they may act in the room (a mute
+    stops edits, a ban everything); conductors change anyone's. moderator=True
+    (the admin, bulk actions) asks for a conductor, authorship aside."""
+    require_actor(actor)
+    if moderator or actor.user is None or message.author_id != actor.user.pk:
+        if not actor.is_system and not access_for(room, actor).is_conductor:
+            raise Refusal(Code.FORBIDDEN, f"only the author or a conductor may {verb} this message")
+        return
+    access = access_for(room, actor)
+    if access.is_conductor:
+        return
+    if verb == "delete" and access.can_view:
+        return  # a mute stops new words, not taking one's own back
+    if not access.can_act:
+        raise Refusal(Code.FORBIDDEN, access.why_not_act)
 
 
 def message_edit(*, room: Room, actor: Singer, seq: int, body: str, moderator: bool = False) -> Message:
-    """Change a message's body: its author, a conductor, or staff (moderator=True)."""
+    """Change a message's body: its author (unless muted or banned) or a conductor."""
     body = protocol.clean_body(body, ref=None)
     message = _find_message(room, seq)
-    if not moderator and not _may_change(message, actor, room):
-        raise Refusal(Code.FORBIDDEN, "only the author or a conductor may edit this message")
+    _check_may_change(message, actor, room, moderator=moderator, verb="edit")
     with transaction.atomic():
         message.body = body
         message.edited_at = timezone.now()
@@ -311,8 +322,7 @@ def message_edit(*, room: Room, actor: Singer, seq: int, body: str, moderator: b
 def message_delete(*, room: Room, actor: Singer, seq: int, moderator: bool = False) -> Message:
     """Delete a message; it keeps its seq, so nobody's numbering shifts."""
     message = _find_message(room, seq)
-    if not moderator and not _may_change(message, actor, room):
-        raise Refusal(Code.FORBIDDEN, "only the author or a conductor may delete this message")
+    _check_may_change(message, actor, room, moderator=moderator, verb="delete")
     with transaction.atomic():
         message.deleted_at = timezone.now()
         message.body = ""
@@ -330,6 +340,7 @@ def message_delete(*, room: Room, actor: Singer, seq: int, moderator: bool = Fal
 def messages_prune(
     *,
     room: Room,
+    actor: Singer,
     older_than: Any,
     batch_size: int = 1000,
     dry_run: bool = False,
@@ -339,8 +350,10 @@ def messages_prune(
 
     The rest keep their seqs (numbering never shifts); the room's counter is
     untouched, so new messages continue after the latest one. Returns how many
-    rows were (or, with dry_run, would be) deleted.
+    rows were (or, with dry_run, would be) deleted. Retention is for
+    holders of choir.delete_message: in practice `choir_prune`, as SYSTEM.
     """
+    require_perm(actor, DELETE_OLD_MESSAGES, "prune a room's history")
     rows = Message.objects.filter(room=room, sent_at__lt=older_than)
     if dry_run:
         return rows.count()
@@ -355,6 +368,6 @@ def messages_prune(
         if on_batch is not None:
             on_batch(len(ids))
     if deleted:
-        audit.record(None, room, "prune", detail=f"{deleted} messages before {older_than:%Y-%m-%d %H:%M}")
+        audit.record(actor, room, "prune", detail=f"{deleted} messages before {older_than:%Y-%m-%d %H:%M}")
     return deleted
 

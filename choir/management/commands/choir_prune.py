@@ -44,7 +44,7 @@ class Command(BaseCommand):
                 total += due
                 continue
             bar = _ProgressBar(target.slug, due, self.stderr)
-            deleted = services.messages_prune(room=target, older_than=cutoff, batch_size=batch_size, on_batch=bar.advance)
+            deleted = services.messages_prune(room=target, actor=services.SYSTEM, older_than=cutoff, batch_size=batch_size, on_batch=bar.advance)
             bar.finish()
             self.stdout.write(f"{target.slug}: deleted {deleted} message(s) older than {limit} day(s)")
             total += deleted

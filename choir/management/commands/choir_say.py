@@ -21,7 +21,8 @@ class Command(BaseCommand):
         target = Room.objects.filter(slug=room).first()
         if target is None:
             raise CommandError(f"no room with slug {room!r}")
-        actor = None
+        # Whoever runs manage.py already holds the keys: the system voice by default.
+        actor = services.SYSTEM
         if username:
             user = get_user_model().objects.filter(username=username).first()
             if user is None:
