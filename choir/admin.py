@@ -16,35 +16,10 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
 from choir import presence, services
-from choir.access import ANNOUNCE, MODERATE_ANY_ROOM, Singer, display_name, may_conduct
+from choir.access import ANNOUNCE, MODERATE_ANY_ROOM, may_conduct
+from choir.admin_support import confirmed, staff_singer
 from choir.models import Membership, Message, ModerationAction, Room, Sanction
 from choir.protocol import Refusal
-
-
-def staff_singer(request: HttpRequest) -> Singer:
-    return Singer(user=request.user, name=display_name(request.user))
-
-
-def confirmed(
-    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset, *, action: str, question: str, consequence: str
-) -> TemplateResponse | None:
-    """None once the person has said yes; until then, the page that asks."""
-    if request.POST.get("post") == "yes":
-        return None
-    return TemplateResponse(
-        request,
-        "admin/choir/confirm_action.html",
-        {
-            **modeladmin.admin_site.each_context(request),
-            "title": "Are you sure?",
-            "question": question,
-            "consequence": consequence,
-            "items": list(queryset),
-            "action": action,
-            "opts": modeladmin.model._meta,
-            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
-        },
-    )
 
 
 class ModerateAnyRoom:

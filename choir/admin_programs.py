@@ -8,17 +8,13 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.db.models import Count, Max, Q
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.utils.html import format_html
 
 from choir import webhooks
-from choir.access import Singer, display_name
+from choir.admin_support import confirmed, staff_singer
 from choir.models import ApiToken, WebhookDelivery, WebhookEndpoint
 from choir.services import tokens as token_services
-
-
-def _actor(request: HttpRequest) -> Singer:
-    return Singer(user=request.user, name=display_name(request.user))
 
 
 ISSUED = ["user", "key", "rooms", "read_only", "expires_at", "created_at", "created_by", "last_used_at", "revoked_at"]
@@ -54,7 +50,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
         row, secret = token_services.token_issue(
             user=form.cleaned_data["user"],
             name=form.cleaned_data["name"],
-            actor=_actor(request),
+            actor=staff_singer(request),
             rooms=form.cleaned_data["rooms"],
             read_only=form.cleaned_data["read_only"],
             expires_at=form.cleaned_data["expires_at"],
@@ -63,13 +59,21 @@ class ApiTokenAdmin(admin.ModelAdmin):
         obj._state.adding = False
         messages.warning(request, f"The token, shown only this once: {secret}")
 
-    @admin.action(description="Revoke selected tokens (closes their sockets)")
-    def revoke_tokens(self, request: HttpRequest, queryset) -> None:
+    @admin.action(description="Revoke selected tokens (closes their sockets)", permissions=["change"])
+    def revoke_tokens(self, request: HttpRequest, queryset) -> HttpResponse | None:
+        asking = confirmed(
+            self, request, queryset, action="revoke_tokens",
+            question="Revoke these tokens?",
+            consequence="Programs using them are refused from now on, and their open sockets close with 4401.",
+        )
+        if asking is not None:
+            return asking
         count = 0
         for row in queryset.filter(revoked_at__isnull=True):
-            token_services.token_revoke(token=row, actor=_actor(request))
+            token_services.token_revoke(token=row, actor=staff_singer(request))
             count += 1
         self.message_user(request, f"Revoked {count} token(s).")
+        return None
 
 
 class RecentDeliveries(admin.TabularInline):

@@ -58,7 +58,7 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
 
 async def run_revocation(server, make_user, sockets: int, via_site: bool):
     ann = await database_sync_to_async(make_user)("ann")
-    row, secret = await database_sync_to_async(services.token_issue)(user=ann, name="bot")
+    row, secret = await database_sync_to_async(services.token_issue)(actor=services.SYSTEM, user=ann, name="bot")
     header = {"Authorization": f"Bearer {secret}"}
     held = []
     for i in range(sockets):
@@ -80,7 +80,7 @@ async def run_revocation(server, make_user, sockets: int, via_site: bool):
         # One process and no Redis: the revocation must happen in the server's own process.
         await database_sync_to_async(revoke_on_the_site)(server, ann, row)
     else:
-        await database_sync_to_async(services.token_revoke)(token=row)
+        await database_sync_to_async(services.token_revoke)(token=row, actor=services.SYSTEM)
     for ws in held:
         seen, code = await frames_until_close(ws)
         assert code == 4401
@@ -127,7 +127,7 @@ def http_post(url, token, payload):
 async def test_a_script_posts_over_http_to_daphne_retries_safely_and_a_socket_hears_it(daphne, lobby, make_user):
     server = daphne()
     ann = await database_sync_to_async(make_user)("ann")
-    _, secret = await database_sync_to_async(services.token_issue)(user=ann, name="ci")
+    _, secret = await database_sync_to_async(services.token_issue)(actor=services.SYSTEM, user=ann, name="ci")
     ws = await websockets.connect(server.ws("lobby"))
     await hello(ws)
     url = server.url + "/api/rooms/lobby/messages"

@@ -22,7 +22,7 @@ def ann(make_user):
 
 @pytest.fixture
 def ann_token(ann):
-    return services.token_issue(user=ann, name="script")[1]
+    return services.token_issue(actor=services.SYSTEM, user=ann, name="script")[1]
 
 
 def api(token=None, **extra):
@@ -113,14 +113,14 @@ def test_hidden_rooms_are_404_whoever_asks(lobby, make_room, ann, ann_token):
     hall = make_room("hall")
     assert post(api(ann_token), "club", body="hi").status_code == 404
     assert post(api(ann_token), "nowhere", body="hi").json()["code"] == "not_found"
-    limited = services.token_issue(user=ann, name="hall only", rooms=[hall])[1]
+    limited = services.token_issue(actor=services.SYSTEM, user=ann, name="hall only", rooms=[hall])[1]
     assert post(api(limited), "lobby", body="hi").status_code == 404
     assert post(api(limited), "hall", body="hi").status_code == 201
 
 
 def test_a_read_only_token_may_not_post_edit_or_delete(lobby, ann):
-    writer = services.token_issue(user=ann, name="rw")[1]
-    reader = services.token_issue(user=ann, name="ro", read_only=True)[1]
+    writer = services.token_issue(actor=services.SYSTEM, user=ann, name="rw")[1]
+    reader = services.token_issue(actor=services.SYSTEM, user=ann, name="ro", read_only=True)[1]
     assert post(api(writer), body="mine").status_code == 201
     response = post(api(reader), body="hi")
     assert response.status_code == 403 and "read-only" in response.json()["detail"]
@@ -195,7 +195,7 @@ def test_storage_failure_is_503_and_stores_nothing(lobby, ann_token, monkeypatch
 
 def test_edit_and_delete_over_http_for_the_author_and_conductors_only(lobby, make_user, ann, ann_token):
     bob = make_user("bob")
-    bob_token = services.token_issue(user=bob, name="b")[1]
+    bob_token = services.token_issue(actor=services.SYSTEM, user=bob, name="b")[1]
     assert post(api(ann_token), body="first", client_id="a1").status_code == 201
     patch = lambda token, seq, body: api(token).patch(  # noqa: E731
         f"/api/rooms/lobby/messages/{seq}", json.dumps({"body": body}), content_type="application/json"

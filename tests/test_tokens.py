@@ -23,6 +23,7 @@ def ann(make_user):
 
 def issue(user, **kwargs):
     kwargs.setdefault("name", "script")
+    kwargs.setdefault("actor", services.SYSTEM)
     return services.token_issue(user=user, **kwargs)
 
 
@@ -50,7 +51,7 @@ def test_a_wrong_token_is_refused(ann, mangle):
 
 def test_revoked_and_expired_tokens_are_refused(ann):
     row, secret = issue(ann)
-    services.token_revoke(token=row)
+    services.token_revoke(token=row, actor=services.SYSTEM)
     with pytest.raises(tokens.BadToken, match="revoked"):
         tokens.authenticate(secret)
     row, secret = issue(ann, name="short")

@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from choir.models import Room
 from choir.protocol import Refusal
+from choir.access import SYSTEM
 from choir.services import tokens as token_services
 
 
@@ -41,7 +42,7 @@ class Command(BaseCommand):
             rooms.append(found)
         try:
             _, secret = token_services.token_issue(
-                user=user, name=token_name, rooms=rooms, read_only=read_only,
+                user=user, name=token_name, actor=SYSTEM, rooms=rooms, read_only=read_only,
                 expires_at=timezone.now() + timedelta(days=expires_days) if expires_days else None,
             )
         except Refusal as refusal:

@@ -6,7 +6,7 @@ from django.db import migrations
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('choir', '0002_message_client_id_index'),
+        ('choir', '0003_tokens_webhooks'),
     ]
 
     operations = [
