@@ -130,7 +130,7 @@ def test_a_read_only_token_may_not_post_edit_or_delete(lobby, ann):
 
 
 def test_the_rooms_rules_mutes_stage_mode_and_archive_refuse_with_403(lobby, make_user, ann, ann_token):
-    boss = Singer(user=make_user("boss", is_staff=True), name="boss")
+    boss = Singer(user=make_user("boss", is_staff=True, is_superuser=True), name="boss")
     services.user_mute(room=lobby, actor=boss, user=ann, minutes=10)
     muted = post(api(ann_token), body="hi")
     assert muted.status_code == 403 and "muted" in muted.json()["detail"]
@@ -141,13 +141,13 @@ def test_the_rooms_rules_mutes_stage_mode_and_archive_refuse_with_403(lobby, mak
 
 
 def test_a_ban_hides_the_room(lobby, make_user, ann, ann_token):
-    boss = Singer(user=make_user("boss", is_staff=True), name="boss")
+    boss = Singer(user=make_user("boss", is_staff=True, is_superuser=True), name="boss")
     services.user_ban(room=lobby, actor=boss, user=ann)
     assert post(api(ann_token), body="hi").status_code == 404
 
 
 def test_slow_mode_is_429_with_retry_after(lobby, make_user, ann_token):
-    boss = Singer(user=make_user("boss", is_staff=True), name="boss")
+    boss = Singer(user=make_user("boss", is_staff=True, is_superuser=True), name="boss")
     services.room_set_slow_mode(room=lobby, actor=boss, seconds=30)
     assert post(api(ann_token), body="one").status_code == 201
     slowed = post(api(ann_token), body="two")

@@ -30,7 +30,7 @@ def heard():
 
 @pytest.fixture
 def boss(make_user):
-    user = make_user("boss", is_staff=True)
+    user = make_user("boss", is_staff=True, is_superuser=True)
     return Singer(user=user, name="boss")
 
 

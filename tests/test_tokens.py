@@ -160,7 +160,7 @@ async def test_revoking_closes_that_tokens_sockets_with_4401_and_no_others(lobby
     doomed = await connect("lobby", headers=bearer(secret))
     spared = await connect("lobby", headers=bearer(other))
     browser = await connect("lobby", user=ann)
-    await database_sync_to_async(services.token_revoke)(token=row)
+    await database_sync_to_async(services.token_revoke)(token=row, actor=services.SYSTEM)
     closing = await doomed.expect("closing")
     assert closing["code"] == 4401 and "revoked" in closing["reason"]
     assert await doomed.closed() == 4401
@@ -244,7 +244,7 @@ def test_staff_issue_a_token_for_a_bot_in_admin_and_revoke_it(make_user, lobby):
     assert tokens.authenticate(secret).user == bot
     row = ApiToken.objects.get(user=bot)
     assert row.created_by == boss and list(row.rooms.all()) == [lobby]
-    client.post("/admin/choir/apitoken/", {"action": "revoke_tokens", "_selected_action": [row.pk]})
+    client.post("/admin/choir/apitoken/", {"action": "revoke_tokens", "_selected_action": [row.pk], "post": "yes"})
     with pytest.raises(tokens.BadToken):
         tokens.authenticate(secret)
 

@@ -225,7 +225,7 @@ def test_endpoints_choose_their_room_and_event_types(lobby, make_room, make_user
     everything = endpoint("http://127.0.0.1:9/all")
     hall_posts = endpoint("http://127.0.0.1:9/hall", room=hall, event_types=["message.posted"])
     endpoint("http://127.0.0.1:9/off", active=False)
-    boss = Singer(user=make_user("boss", is_staff=True), name="boss")
+    boss = Singer(user=make_user("boss", is_staff=True, is_superuser=True), name="boss")
     post(lobby, 1)
     post(hall, 2)
     services.user_mute(room=hall, actor=boss, user=make_user("sam"), minutes=5)
@@ -238,7 +238,7 @@ def test_endpoints_choose_their_room_and_event_types(lobby, make_room, make_user
 
 def test_every_event_type_has_a_payload(lobby, make_user, quick):
     ep = endpoint("http://127.0.0.1:9/all")
-    boss = Singer(user=make_user("boss", is_staff=True), name="boss")
+    boss = Singer(user=make_user("boss", is_staff=True, is_superuser=True), name="boss")
     room = services.room_create(slug="new", title="New", actor=boss)
     services.room_set_slow_mode(room=room, actor=boss, seconds=5)
     services.user_ban(room=room, actor=boss, user=make_user("sam"), reason="spam")
