@@ -29,7 +29,7 @@ def test_it_runs_the_quick_preset_and_writes_a_report_with_nothing_lost(tmp_path
         [
             sys.executable,
             "-m",
-            "choir.bench",
+            "bench",
             "--quick",
             "--output",
             str(tmp_path),

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from choir.bench import procstat
-from choir.bench.pool import ClientPool
-from choir.bench.stats import latency_summary, mb, merge_latencies, per
-from choir.bench.targets import ROOT, Database, Redis, Target
+from bench import procstat
+from bench.pool import ClientPool
+from bench.stats import latency_summary, mb, merge_latencies, per
+from bench.targets import ROOT, Database, Redis, Target
 
 
 @dataclass

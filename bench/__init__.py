@@ -1,4 +1,4 @@
-"""`python -m choir.bench`: Choir against three reference servers, measured alike.
+"""`python -m bench`: Choir against three reference servers, measured alike.
 
 Everything here runs outside the product: the servers it starts are the real
 `manage.py serve` (PostgreSQL + Redis) and three references, and its clients

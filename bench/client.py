@@ -1,6 +1,6 @@
 """Client worker processes: many real WebSocket clients per process.
 
-The orchestrator (choir.bench.scenarios) drives each worker over a pipe with
+The orchestrator (bench.scenarios) drives each worker over a pipe with
 a few commands: connect sockets, send a step's messages, drain (wait until
 every member has what was sent to its room), close. Every payload carries
 its step, sender, number and send time between `@@` marks, so a receiver

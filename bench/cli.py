@@ -1,4 +1,4 @@
-"""`python -m choir.bench`: start the servers, run the scenarios, write the report."""
+"""`python -m bench`: start the servers, run the scenarios, write the report."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from choir.bench import procstat, report, scenarios
-from choir.bench.targets import ROOT, BareAsgi, Choir, Database, Raw, Redis, Target, TutorialChannels
+from bench import procstat, report, scenarios
+from bench.targets import ROOT, BareAsgi, Choir, Database, Raw, Redis, Target, TutorialChannels
 
 ALL_TARGETS = ("choir", "raw", "asgi", "channels")
 ALL_SCENARIOS = ("fanout", "rooms", "chatter", "idle")
@@ -116,7 +116,7 @@ def _names(allowed: tuple[str, ...]) -> Any:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m choir.bench", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("--preset", choices=sorted(PRESETS), default="full")
     p.add_argument("--quick", action="store_const", const="quick", dest="preset", help="the CI smoke preset")
     p.add_argument("--small", action="store_const", const="small", dest="preset", help="a few seconds per scenario")
@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {
         "meta": {
             "started": started.isoformat(timespec="seconds"),
-            "command": "python -m choir.bench " + shlex.join(argv if argv is not None else sys.argv[1:]),
+            "command": "python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:]),
             "preset": args.preset,
             "cpus": os.cpu_count(),
             "python": platform.python_version(),

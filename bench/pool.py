@@ -5,7 +5,7 @@ from __future__ import annotations
 import multiprocessing
 from typing import Any
 
-from choir.bench import client
+from bench import client
 
 
 class WorkerDied(RuntimeError):

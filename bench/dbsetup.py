@@ -1,6 +1,6 @@
 """Migrate the benchmark database and create its rooms (run as a subprocess).
 
-`python -m choir.bench.dbsetup SLUG...` with DATABASE_URL set. Rooms are
+`python -m bench.dbsetup SLUG...` with DATABASE_URL set. Rooms are
 public and let guests post, since benchmark clients do not sign in.
 """
 

@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from choir.bench import procstat
+from bench import procstat
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 
 
@@ -148,7 +148,7 @@ class Database:
         """Migrate and create the rooms through Choir's own service layer."""
         with open(log, "ab") as out:
             subprocess.run(
-                [PY, "-m", "choir.bench.dbsetup", *rooms],
+                [PY, "-m", "bench.dbsetup", *rooms],
                 cwd=ROOT,
                 env={**env, "DATABASE_URL": self.url},
                 stdout=out,
@@ -283,7 +283,7 @@ class Raw(Target):
         self.port = free_port()
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [PY, "-m", "choir.bench.ref_raw", "--port", str(self.port)],
+            [PY, "-m", "bench.ref_raw", "--port", str(self.port)],
             cwd=ROOT,
             env=self.env,
             stdout=self._log,
@@ -304,7 +304,7 @@ class BareAsgi(Target):
     dialect = "asgi"
 
     def command(self, sock: socket.socket) -> tuple[list[str], dict[str, str]]:
-        return daphne_on(sock, "choir.bench.ref_asgi:application"), {}
+        return daphne_on(sock, "bench.ref_asgi:application"), {}
 
 
 class TutorialChannels(Target):
@@ -317,5 +317,5 @@ class TutorialChannels(Target):
         self.redis_url = redis_url
 
     def command(self, sock: socket.socket) -> tuple[list[str], dict[str, str]]:
-        env = {"DJANGO_SETTINGS_MODULE": "choir.bench.ref_channels_settings", "BENCH_REDIS_URL": self.redis_url}
-        return daphne_on(sock, "choir.bench.ref_channels:application"), env
+        env = {"DJANGO_SETTINGS_MODULE": "bench.ref_channels_settings", "BENCH_REDIS_URL": self.redis_url}
+        return daphne_on(sock, "bench.ref_channels:application"), env

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from choir.bench.stats import fmt, ratio
+from bench.stats import fmt, ratio
 
 REFERENCES = ("raw", "asgi", "channels")
 LABELS = {"choir": "Choir", "raw": "raw websockets", "asgi": "bare ASGI/Daphne", "channels": "Channels tutorial"}
