@@ -16,9 +16,27 @@ from pathlib import Path
 from typing import Any
 
 from bench import procstat, report, scenarios
-from bench.targets import ROOT, BareAsgi, Choir, Database, Raw, Redis, Target, TutorialChannels
+from bench.targets import (
+    NODE_CACHE,
+    ROOT,
+    BareAsgi,
+    Choir,
+    Database,
+    NodeSocketIO,
+    NodeWs,
+    PySocketIO,
+    Raw,
+    Redis,
+    Target,
+    TutorialChannels,
+    Unavailable,
+    node_modules,
+    python_socketio_missing,
+)
 
-ALL_TARGETS = ("choir", "raw", "asgi", "channels")
+REFERENCES = ("raw", "asgi", "channels")
+PEERS = ("ws", "socketio", "pysocketio")  # the servers people pick instead: Node ws, Node Socket.IO, python-socketio
+ALL_TARGETS = ("choir", *REFERENCES, *PEERS)
 ALL_SCENARIOS = ("fanout", "rooms", "chatter", "idle")
 
 # Each preset is a set of flag defaults; flags given on the command line win.
@@ -120,7 +138,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=sorted(PRESETS), default="full")
     p.add_argument("--quick", action="store_const", const="quick", dest="preset", help="the CI smoke preset")
     p.add_argument("--small", action="store_const", const="small", dest="preset", help="a few seconds per scenario")
-    p.add_argument("--targets", type=_names(ALL_TARGETS), default=list(ALL_TARGETS))
+    p.add_argument(
+        "--targets",
+        type=_names(ALL_TARGETS),
+        help=f"every server to run (default: choir, the references and --peers); from {', '.join(ALL_TARGETS)}",
+    )
+    p.add_argument(
+        "--peers",
+        type=_names(("none", *PEERS)),
+        default=list(PEERS),
+        help="peers beside Choir and the references: ws (Node), socketio (Node), pysocketio (python), or none",
+    )
+    p.add_argument("--node-cache", type=Path, default=NODE_CACHE, help="where npm installs the Node peers' packages")
     p.add_argument("--scenarios", type=_names(ALL_SCENARIOS), default=list(ALL_SCENARIOS))
     p.add_argument("--fanout-members", type=_ints, help="room sizes, e.g. 200,1000")
     p.add_argument("--fanout-deliveries", type=_ints, help="offered deliveries/s per step (rate = this / members)")
@@ -160,6 +189,8 @@ def parser() -> argparse.ArgumentParser:
 
 def options(argv: list[str] | None) -> argparse.Namespace:
     args = parser().parse_args(argv)
+    if args.targets is None:
+        args.targets = ["choir", *REFERENCES, *(p for p in args.peers if p != "none")]
     for key, value in PRESETS[args.preset].items():
         if getattr(args, key, None) is None:
             setattr(args, key, value)
@@ -221,6 +252,17 @@ def main(argv: list[str] | None = None) -> int:
             f"and cannot be raised without CAP_SYS_RESOURCE"
         )
         args.idle_levels = [min(level, budget) for level in args.idle_levels]
+    modules = None
+    if {"ws", "socketio"} & set(args.targets):
+        try:
+            modules = node_modules(args.node_cache, out / "npm.log")
+        except Unavailable as exc:
+            skipped = [t for t in args.targets if t in ("ws", "socketio")]
+            notes.append(f"Node peers skipped ({', '.join(skipped)}): {exc}")
+            args.targets = [t for t in args.targets if t not in skipped]
+    if "pysocketio" in args.targets and (why := python_socketio_missing()):
+        notes.append(f"python-socketio peer skipped: {why}")
+        args.targets = [t for t in args.targets if t != "pysocketio"]
     for note in notes:
         log(f"note: {note}")
 
@@ -238,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
             "p99_limit_ms": args.p99_limit_ms,
             "nofile_limit": hard,
             "notes": notes,
+            "targets": args.targets,
         },
         "scenarios": {},
     }
@@ -265,6 +308,14 @@ def main(argv: list[str] | None = None) -> int:
                 return Raw(out, env)
             if name == "asgi":
                 return BareAsgi(out, env)
+            if name == "ws":
+                assert modules is not None
+                return NodeWs(out, env, modules=modules)
+            if name == "socketio":
+                assert modules is not None
+                return NodeSocketIO(out, env, modules=modules)
+            if name == "pysocketio":
+                return PySocketIO(out, env)
             return TutorialChannels(out, env, redis_url=redis.url)
 
         ctx = scenarios.Context(

@@ -22,7 +22,13 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 MARK = "@@"
-DIALECTS = ("choir", "raw", "asgi", "channels")
+DIALECTS = ("choir", "raw", "asgi", "channels", "socketio")
+# Socket.IO 4 over a raw WebSocket: Engine.IO v4 with the websocket transport
+# only. The server opens with `0{...}`, the client joins the default namespace
+# with `40` and is live once `40{...}` comes back; events are `42[name, data]`;
+# the server pings with `2` and expects `3`. A client library would cost a
+# thread or a dependency per process for four string checks.
+SOCKETIO_PATH = "/socket.io/?EIO=4&transport=websocket&room={room}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +53,8 @@ def encode(dialect: str, text: str, client_id: str) -> str:
         return json.dumps({"type": "say", "body": text, "client_id": client_id})
     if dialect == "channels":
         return json.dumps({"message": text})
+    if dialect == "socketio":
+        return "42" + json.dumps(["say", text])
     return text  # the raw and bare ASGI servers broadcast text as is
 
 
@@ -189,7 +197,8 @@ class Worker:
         return reason
 
     async def _open_once(self, room: str) -> ClientConnection | str:
-        url = f"ws://127.0.0.1:{self.spec.port}/ws/rooms/{room}/"
+        path = SOCKETIO_PATH.format(room=room) if self.spec.dialect == "socketio" else f"/ws/rooms/{room}/"
+        url = f"ws://127.0.0.1:{self.spec.port}{path}"
         # The tutorial stack refuses clients without an Origin; the others need none.
         origin = f"http://127.0.0.1:{self.spec.port}" if self.spec.dialect == "channels" else None
         try:
@@ -214,6 +223,18 @@ class Worker:
             if '"hello"' not in first:
                 await ws.close()
                 return f"no hello: {first[:80]}"
+        elif self.spec.dialect == "socketio":
+            try:
+                opened = await asyncio.wait_for(ws.recv(), self.spec.open_timeout)
+                if not opened.startswith("0"):
+                    raise ValueError(opened[:80])
+                await ws.send("40")
+                joined = await asyncio.wait_for(ws.recv(), self.spec.open_timeout)
+                if not joined.startswith("40"):
+                    raise ValueError(joined[:80])
+            except Exception as exc:
+                await ws.close()
+                return f"no socket.io connect: {exc!r}"[:120]
         return ws
 
     async def _close(self, member: Member) -> None:
@@ -229,7 +250,9 @@ class Worker:
                 now = time.time()
                 start = text.find(MARK)
                 if start < 0:
-                    if text.startswith('{"type":"error"'):
+                    if text == "2":  # Engine.IO ping
+                        await member.ws.send("3")
+                    elif text.startswith('{"type":"error"'):
                         self.errors += 1
                         if member.waiting is not None and not member.waiting[1].done():
                             member.waiting[1].set_result(None)

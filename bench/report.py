@@ -9,8 +9,32 @@ from typing import Any
 
 from bench.stats import fmt, ratio
 
-REFERENCES = ("raw", "asgi", "channels")
-LABELS = {"choir": "Choir", "raw": "raw websockets", "asgi": "bare ASGI/Daphne", "channels": "Channels tutorial"}
+# Everything Choir is set beside: the references (Python, same machine), then the peers.
+REFERENCES = ("raw", "asgi", "channels", "ws", "socketio", "pysocketio")
+LABELS = {
+    "choir": "Choir",
+    "raw": "raw websockets",
+    "asgi": "bare ASGI/Daphne",
+    "channels": "Channels tutorial",
+    "ws": "Node ws",
+    "socketio": "Node Socket.IO",
+    "pysocketio": "python-socketio/uvicorn",
+}
+COLOURS = {
+    "choir": "tab:red",
+    "raw": "tab:green",
+    "asgi": "tab:blue",
+    "channels": "tab:orange",
+    "ws": "tab:purple",
+    "socketio": "tab:brown",
+    "pysocketio": "tab:olive",
+}
+
+
+def _present(results: dict[str, Any]) -> list[str]:
+    """The references and peers that ran in any scenario, in a fixed order."""
+    seen = {t for scenario in results["scenarios"].values() for t in scenario["targets"]}
+    return [ref for ref in REFERENCES if ref in seen]
 
 
 def _at_load(steps: list[dict[str, Any]], load: int) -> dict[str, Any] | None:
@@ -102,6 +126,13 @@ def summary_rows(results: dict[str, Any], reference_load: int) -> list[dict[str,
     return rows
 
 
+def _with_ratio(values: dict[str, Any], ratios: dict[str, Any], ref: str) -> str:
+    if ref not in values:
+        return "—"
+    ratio_ = ratios.get(ref)
+    return fmt(values[ref]) + (f" (×{fmt(ratio_)})" if ratio_ is not None else "")
+
+
 def _table(header: list[str], rows: list[list[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(fmt(c) for c in row) + " |" for row in rows]
@@ -168,7 +199,7 @@ def markdown(results: dict[str, Any]) -> str:
     out += [
         "",
         "Choir runs as `manage.py serve` on PostgreSQL and the Redis layer, storing every message; the "
-        "references store nothing. Ratios are Choir / reference: above 1 is better for Choir where higher is "
+        "references and peers store nothing. Ratios are Choir / other server: above 1 is better for Choir where higher is "
         "better, below 1 where lower is better. Server CPU and RSS cover the server's process tree "
         "(RSS: the serving processes only); redis and db CPU are the benchmark's own redis-server and "
         "PostgreSQL backends.",
@@ -176,22 +207,20 @@ def markdown(results: dict[str, Any]) -> str:
     ]
     if meta.get("notes"):
         out += [f"- {note}" for note in meta["notes"]] + [""]
-    out += ["## Summary: Choir against each reference", ""]
+    out += [
+        "## Summary: Choir against each reference and peer",
+        "",
+        "Each cell: the figure, and (×ratio) Choir / that server.",
+        "",
+    ]
+    present = _present(results)
     rows = []
     for row in results["summary"]:
         v, r = row["values"], row["ratios"]
         rows.append(
-            [
-                row["scenario"],
-                row["metric"],
-                row["better"],
-                v.get("choir"),
-                *[x for ref in REFERENCES for x in (v.get(ref), r.get(ref))],
-            ]
+            [row["scenario"], row["metric"], row["better"], v.get("choir"), *[_with_ratio(v, r, ref) for ref in present]]
         )
-    header = ["scenario", "figure", "better", "Choir"]
-    for ref in REFERENCES:
-        header += [LABELS[ref], "ratio"]
+    header = ["scenario", "figure", "better", "Choir", *[LABELS[ref] for ref in present]]
     out += [_table(header, rows), "", "![latency](latency.png)", ""]
 
     for key, scenario in results["scenarios"].items():
@@ -297,7 +326,7 @@ def plot(results: dict[str, Any], path: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    colours = {"choir": "tab:red", "raw": "tab:green", "asgi": "tab:blue", "channels": "tab:orange"}
+    colours = COLOURS
     scenarios = results["scenarios"]
     fanouts = [k for k, s in scenarios.items() if s["kind"] == "fanout"]
     panels = len(fanouts) + (1 if "rooms" in scenarios else 0) + (1 if fanouts else 0)
@@ -367,7 +396,7 @@ def write(results: dict[str, Any], out: Path) -> None:
 
 
 def console(results: dict[str, Any]) -> str:
-    lines = ["", "Choir against the references (ratio = Choir / reference)"]
+    lines = ["", "Choir against the references and peers (ratio = Choir / other)"]
     for row in results["summary"]:
         v, r = row["values"], row["ratios"]
         refs = "  ".join(f"{ref} {fmt(v.get(ref))} (x{fmt(r.get(ref))})" for ref in REFERENCES if ref in v)
