@@ -253,16 +253,17 @@ def main(argv: list[str] | None = None) -> int:
         )
         args.idle_levels = [min(level, budget) for level in args.idle_levels]
     modules = None
+    skipped: dict[str, str] = {}  # peer -> why it did not run
     if {"ws", "socketio"} & set(args.targets):
         try:
             modules = node_modules(args.node_cache, out / "npm.log")
         except Unavailable as exc:
-            skipped = [t for t in args.targets if t in ("ws", "socketio")]
-            notes.append(f"Node peers skipped ({', '.join(skipped)}): {exc}")
-            args.targets = [t for t in args.targets if t not in skipped]
+            skipped.update({t: f"Node peer skipped: {exc}" for t in args.targets if t in ("ws", "socketio")})
     if "pysocketio" in args.targets and (why := python_socketio_missing()):
-        notes.append(f"python-socketio peer skipped: {why}")
-        args.targets = [t for t in args.targets if t != "pysocketio"]
+        skipped["pysocketio"] = f"python-socketio peer skipped: {why}"
+    for name, why in skipped.items():
+        notes.append(f"{name}: {why}")
+    args.targets = [t for t in args.targets if t not in skipped]
     for note in notes:
         log(f"note: {note}")
 
@@ -281,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
             "nofile_limit": hard,
             "notes": notes,
             "targets": args.targets,
+            "skipped": skipped,
         },
         "scenarios": {},
     }
