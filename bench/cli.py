@@ -37,12 +37,17 @@ from bench.targets import (
 REFERENCES = ("raw", "asgi", "channels")
 PEERS = ("ws", "socketio", "pysocketio")  # the servers people pick instead: Node ws, Node Socket.IO, python-socketio
 ALL_TARGETS = ("choir", *REFERENCES, *PEERS)
-ALL_SCENARIOS = ("fanout", "rooms", "chatter", "idle")
+ALL_SCENARIOS = ("fanout", "rooms", "chatter", "idle", "scaling")
+DEFAULT_SCENARIOS = ("fanout", "rooms", "chatter", "idle")  # scaling is long: --scaling adds it
 
 # Each preset is a set of flag defaults; flags given on the command line win.
 PRESETS: dict[str, dict[str, Any]] = {
     # The full run: the sizes issue 5 asks for, under 10 minutes on 2 cores.
     "full": {
+        "scaling_sizes": [10, 100, 1000, 10000],
+        "scaling_rooms": [1, 10, 100, 1000],
+        "scaling_load": 10000,
+        "scaling_seconds": 3.0,
         "fanout_members": [200, 1000],
         "fanout_deliveries": [2000, 5000, 10000, 20000, 40000],
         "step_seconds": 3.0,
@@ -63,6 +68,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     # For development on a shared machine: every scenario, a few seconds each.
     "small": {
+        "scaling_sizes": [10, 100, 1000],
+        "scaling_rooms": [1, 10, 100],
+        "scaling_load": 2000,
+        "scaling_seconds": 2.0,
         "fanout_members": [50],
         "fanout_deliveries": [500, 2000, 5000],
         "step_seconds": 2.0,
@@ -83,6 +92,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     # CI smoke test: each server started once, every scenario touched.
     "quick": {
+        "scaling_sizes": [10, 100],
+        "scaling_rooms": [1, 10],
+        "scaling_load": 1000,
+        "scaling_seconds": 1.5,
         "fanout_members": [20],
         "fanout_deliveries": [200, 1000],
         "step_seconds": 1.5,
@@ -112,6 +125,9 @@ ABOUT = {
     "chatter": "Many senders in one room, each sending its next message only when its own message frame (the "
     "acknowledgement) arrives; then the database is checked for seqs 1..N without gaps. Choir only: the "
     "references store nothing.",
+    "scaling": "How cost grows: the same offered deliveries/s to one room of ever more members (one sender), "
+    "then to ever more rooms of a few members (a sender each, phases spread); a point per size or count, "
+    "one server per target for the whole scenario.",
     "idle": "Sockets opened (a bounded number of handshakes in flight per client process) and left idle, spread over "
     "rooms; memory of the serving processes over their baseline, and handshake rate. A Choir socket counts as "
     "open once its `hello` arrives.",
@@ -150,7 +166,24 @@ def parser() -> argparse.ArgumentParser:
         help="peers beside Choir and the references: ws (Node), socketio (Node), pysocketio (python), or none",
     )
     p.add_argument("--node-cache", type=Path, default=NODE_CACHE, help="where npm installs the Node peers' packages")
-    p.add_argument("--scenarios", type=_names(ALL_SCENARIOS), default=list(ALL_SCENARIOS))
+    p.add_argument(
+        "--scenarios",
+        type=_names(ALL_SCENARIOS),
+        default=list(DEFAULT_SCENARIOS),
+        help=f"from {', '.join(ALL_SCENARIOS)} (default: all but scaling)",
+    )
+    p.add_argument("--scaling", action="store_true", help="add the scaling scenario (scaling.png)")
+    p.add_argument("--scaling-sizes", type=_ints, help="room sizes for scaling, e.g. 10,100,1000,10000")
+    p.add_argument("--scaling-rooms", type=_ints, help="numbers of rooms for scaling, e.g. 1,10,100,1000")
+    p.add_argument("--scaling-room-size", type=int, default=10, help="members per room when the rooms multiply")
+    p.add_argument("--scaling-load", type=int, help="offered deliveries/s at every scaling point")
+    p.add_argument("--scaling-seconds", type=float)
+    p.add_argument(
+        "--scaling-targets",
+        type=_names(ALL_TARGETS),
+        default=["choir", *PEERS],
+        help="which of --targets the scaling scenario runs on (default: Choir and the peers)",
+    )
     p.add_argument("--fanout-members", type=_ints, help="room sizes, e.g. 200,1000")
     p.add_argument("--fanout-deliveries", type=_ints, help="offered deliveries/s per step (rate = this / members)")
     p.add_argument("--step-seconds", type=float)
@@ -189,6 +222,8 @@ def parser() -> argparse.ArgumentParser:
 
 def options(argv: list[str] | None) -> argparse.Namespace:
     args = parser().parse_args(argv)
+    if args.scaling and "scaling" not in args.scenarios:
+        args.scenarios.append("scaling")
     if args.targets is None:
         args.targets = ["choir", *REFERENCES, *(p for p in args.peers if p != "none")]
     for key, value in PRESETS[args.preset].items():
@@ -226,6 +261,9 @@ def rooms_needed(args: argparse.Namespace) -> list[str]:
     slugs = [scenarios.fanout_room(n) for n in args.fanout_members]
     slugs += scenarios.many_rooms(args.rooms) + [scenarios.CHATTER_ROOM]
     slugs += scenarios.idle_rooms(math.ceil(max(args.idle_levels) / args.idle_room_size))
+    if "scaling" in args.scenarios:
+        slugs += [scenarios.scale_room(n) for n in args.scaling_sizes]
+        slugs += scenarios.scale_rooms(max(args.scaling_rooms, default=0))
     return slugs
 
 
@@ -378,9 +416,27 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
 
+        if "scaling" in args.scenarios:
+            plan.append(
+                (
+                    "scaling",
+                    "scaling",
+                    {
+                        "sizes": args.scaling_sizes,
+                        "room_counts": args.scaling_rooms,
+                        "room_size": args.scaling_room_size,
+                        "load": args.scaling_load,
+                        "seconds": args.scaling_seconds,
+                    },
+                    scenarios.scaling,
+                )
+            )
+
         for key, kind, params, run in plan:
             entry = results["scenarios"][key] = {"kind": kind, "about": ABOUT[kind], "params": params, "targets": {}}
             names = ["choir"] if kind == "chatter" else args.targets
+            if kind == "scaling":
+                names = [t for t in args.targets if t in args.scaling_targets]
             for name in names:
                 if time.monotonic() - clock > args.max_seconds:
                     notes.append(f"{key} on {name} skipped: the run passed --max-seconds {args.max_seconds:.0f}")

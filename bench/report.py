@@ -106,6 +106,20 @@ def summary_rows(results: dict[str, Any], reference_load: int) -> list[dict[str,
                 "yes",
                 {t: r.get("db", {}).get("gap_free") for t, r in targets.items()},
             )
+        elif kind == "scaling":
+            size = scenario["params"].get("room_size", 10)
+            for series, label in (("by_size", "one room of {:,}"), ("by_rooms", "{:,} room(s) of " + str(size))):
+                xs = sorted({p["x"] for r in targets.values() for p in r[series]})
+                for x in xs:
+                    points = {t: next((p for p in r[series] if p["x"] == x), None) for t, r in targets.items()}
+                    where = label.format(x)
+                    add(
+                        key,
+                        f"deliveries per server CPU-s, {where}",
+                        "higher",
+                        {t: p and p["deliveries_per_cpu_s"] for t, p in points.items()},
+                    )
+                    add(key, f"p99 ms, {where}", "lower", {t: p and p["latency_ms"]["p99"] for t, p in points.items()})
         elif kind == "idle":
             levels = max((len(r["levels"]) for r in targets.values()), default=0)
             for i in range(levels):
@@ -266,6 +280,14 @@ def markdown(results: dict[str, Any]) -> str:
                             f"{db['stored']} rows, {db['distinct']} distinct seqs, {db['min']}..{db['max']}, "
                             f"gap-free: **{fmt(db['gap_free'])}**; stored = sent: {fmt(r['stored_matches_sent'])}",
                         ]
+        elif kind == "scaling":
+            for series, title in (("by_size", "One room, growing"), ("by_rooms", "Rooms, multiplying")):
+                cells = []
+                for t, r in targets.items():
+                    for pt in r[series]:
+                        cells.append([*_step_cells(t, pt)[:1], pt["rooms"], pt["members"], *_step_cells(t, pt)[1:]])
+                out += [f"{title}:", "", _table(["target", "rooms", "members", *STEP_HEADER[1:]], cells), ""]
+            out.append("![scaling](scaling.png)")
         elif kind == "idle":
             cells = []
             for t, r in targets.items():
@@ -382,11 +404,47 @@ def plot(results: dict[str, Any], path: Path) -> bool:
     return True
 
 
+def plot_scaling(results: dict[str, Any], path: Path) -> bool:
+    """Deliveries per server CPU-second and p99 against room size and against the number of rooms."""
+    scenario = results["scenarios"].get("scaling")
+    if not scenario or not scenario["targets"]:
+        return False
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    load, size = scenario["params"]["load"], scenario["params"]["room_size"]
+    fig, axes = plt.subplots(2, 2, figsize=(10.5, 8), squeeze=False)
+    panels = (
+        ("by_size", "deliveries_per_cpu_s", "members in the one room", "deliveries per server CPU-s", axes[0][0]),
+        ("by_size", "p99", "members in the one room", "p99 latency, ms", axes[1][0]),
+        ("by_rooms", "deliveries_per_cpu_s", f"rooms of {size}", "deliveries per server CPU-s", axes[0][1]),
+        ("by_rooms", "p99", f"rooms of {size}", "p99 latency, ms", axes[1][1]),
+    )
+    for series, field, xlabel, ylabel, ax in panels:
+        for t, r in scenario["targets"].items():
+            pts = [p for p in r[series] if p["received"]]
+            ys = [p["latency_ms"]["p99"] if field == "p99" else (p[field] or 0) for p in pts]
+            ax.plot([p["x"] for p in pts], ys, marker="o", color=COLOURS.get(t), label=LABELS.get(t, t))
+        ax.set(xscale="log", yscale="log" if field == "p99" else "linear", xlabel=xlabel, ylabel=ylabel)
+        ax.set_title(f"{ylabel} at {load:,} deliveries/s offered", fontsize=9)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def write(results: dict[str, Any], out: Path) -> None:
     """results.json, report.md and latency.png in `out`, copied to bench-output/latest/."""
     (out / "results.json").write_text(json.dumps(results, indent=1))
     (out / "report.md").write_text(markdown(results))
     plot(results, out / "latency.png")
+    plot_scaling(results, out / "scaling.png")
     latest = out.parent / "latest"
     if latest.is_symlink() or latest.is_file():
         latest.unlink()

@@ -5,6 +5,8 @@ rooms    many rooms of a few members, a sender per room
 chatter  many senders in one room, each waiting for its own ack (Choir only:
          the references store nothing)
 idle     many open sockets: memory per socket and handshake rate
+scaling  how cost grows: one room of 10 → 10,000 members, then 1 → 1,000
+         rooms of 10, at one offered load (behind --scaling: it is long)
 """
 
 from __future__ import annotations
@@ -55,6 +57,14 @@ def many_rooms(count: int) -> list[str]:
 
 def idle_rooms(count: int) -> list[str]:
     return [f"bench-idle-{i:03d}" for i in range(count)]
+
+
+def scale_room(members: int) -> str:
+    return f"bench-scale-size-{members}"
+
+
+def scale_rooms(count: int) -> list[str]:
+    return [f"bench-scale-room-{i:04d}" for i in range(count)]
 
 
 CHATTER_ROOM = "bench-chatter"
@@ -364,6 +374,61 @@ def idle(
         if profiler is not None:
             profiler.stop()
     return {"levels": results, "profile": profiler.summary if profiler is not None else None}
+
+
+# How cost grows ---------------------------------------------------------------
+
+
+def scaling(
+    ctx: Context,
+    name: str,
+    *,
+    sizes: list[int],
+    room_counts: list[int],
+    room_size: int,
+    load: int,
+    seconds: float,
+) -> dict[str, Any]:
+    """The same offered deliveries/s spread over ever larger rooms, then over ever more rooms.
+
+    One server per target for the whole scenario (a fresh one per point would
+    double its length); each point has its own client processes, and the
+    server gets a second to see the last point's sockets go.
+    """
+    by_size: list[dict[str, Any]] = []
+    by_rooms: list[dict[str, Any]] = []
+    with running(ctx, name) as target:
+        points = [(size, [scale_room(size)] * size, {0: 0}, 1, by_size) for size in sizes]
+        for count in room_counts:
+            slugs = scale_rooms(count)
+            layout = [slug for slug in slugs for _ in range(room_size)]
+            points.append((count, layout, {i * room_size: i for i in range(count)}, count, by_rooms))
+        for x, layout, senders, rooms_, series in points:
+            with clients(ctx, target) as pool:
+                conn = connect(pool, layout, senders)
+                members = conn["opened"] / rooms_
+                rate = load / max(conn["opened"], 1)  # per sending room
+                duration = min(max(seconds, 10 / rate), 4 * seconds)
+                row, _ = measure_step(ctx, pool, step=0, mode="fixed", rate=rate, duration=duration, stagger=rooms_)
+                row.update(
+                    x=x,
+                    rooms=rooms_,
+                    members=round(members, 1),
+                    rate=round(rate, 2),
+                    connections=conn["opened"],
+                    connect_failed=conn["failed"],
+                    connect_seconds=round(conn["seconds"], 2),
+                )
+                row.pop("latency_quantiles_ms", None)
+                series.append(row)
+                lat = row["latency_ms"]
+                ctx.log(
+                    f"  {name}: {rooms_} room(s) of {members:.0f}, {rate:.1f} msg/s each -> "
+                    f"{row['received']}/{row['expected']} lost {row['lost']} p99 {lat['p99']} ms, "
+                    f"{row['deliveries_per_cpu_s']} deliveries/cpu-s"
+                )
+            time.sleep(1.0)
+    return {"by_size": by_size, "by_rooms": by_rooms}
 
 
 # Profiling ------------------------------------------------------------------
