@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import platform
@@ -37,13 +38,14 @@ from bench.targets import (
 REFERENCES = ("raw", "asgi", "channels")
 PEERS = ("ws", "socketio", "pysocketio")  # the servers people pick instead: Node ws, Node Socket.IO, python-socketio
 ALL_TARGETS = ("choir", *REFERENCES, *PEERS)
-ALL_SCENARIOS = ("fanout", "rooms", "chatter", "idle", "scaling")
-DEFAULT_SCENARIOS = ("fanout", "rooms", "chatter", "idle")  # scaling is long: --scaling adds it
+ALL_SCENARIOS = ("fanout", "rooms", "chatter", "idle", "scaling", "stage")
+DEFAULT_SCENARIOS = ("fanout", "rooms", "chatter", "idle")  # scaling and stage are long: --scaling, --stage
 
 # Each preset is a set of flag defaults; flags given on the command line win.
 PRESETS: dict[str, dict[str, Any]] = {
     # The full run: the sizes issue 5 asks for, under 10 minutes on 2 cores.
     "full": {
+        "stage_listeners": 100000,
         "scaling_sizes": [10, 100, 1000, 10000],
         "scaling_rooms": [1, 10, 100, 1000],
         "scaling_load": 10000,
@@ -68,6 +70,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     # For development on a shared machine: every scenario, a few seconds each.
     "small": {
+        "stage_listeners": 5000,
         "scaling_sizes": [10, 100, 1000],
         "scaling_rooms": [1, 10, 100],
         "scaling_load": 2000,
@@ -92,6 +95,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     # CI smoke test: each server started once, every scenario touched.
     "quick": {
+        "stage_listeners": 500,
         "scaling_sizes": [10, 100],
         "scaling_rooms": [1, 10],
         "scaling_load": 1000,
@@ -128,6 +132,10 @@ ABOUT = {
     "scaling": "How cost grows: the same offered deliveries/s to one room of ever more members (one sender), "
     "then to ever more rooms of a few members (a sender each, phases spread); a point per size or count, "
     "one server per target for the whole scenario.",
+    "stage": "A stage room: listeners connect across several Daphne workers from several loopback source "
+    "addresses (127.0.0.2, …), then the room's one conductor, signed in, posts a few messages; connect time, "
+    "RSS per socket over the workers' baseline, and for each post how long until the listeners had it "
+    "(max: the last listener). Choir only.",
     "idle": "Sockets opened (a bounded number of handshakes in flight per client process) and left idle, spread over "
     "rooms; memory of the serving processes over their baseline, and handshake rate. A Choir socket counts as "
     "open once its `hello` arrives.",
@@ -173,6 +181,13 @@ def parser() -> argparse.ArgumentParser:
         help=f"from {', '.join(ALL_SCENARIOS)} (default: all but scaling)",
     )
     p.add_argument("--scaling", action="store_true", help="add the scaling scenario (scaling.png)")
+    p.add_argument("--stage", action="store_true", help="add the stage scenario (Choir only; long)")
+    p.add_argument("--stage-listeners", type=int, help="listeners in the stage room (full preset: 100,000)")
+    p.add_argument("--stage-workers", type=int, help="Daphne workers for the stage (default: fit the fd limit)")
+    p.add_argument("--stage-clients", type=int, help="load-generator processes, one loopback source address each")
+    p.add_argument("--stage-posts", type=int, default=5, help="messages the conductor posts")
+    p.add_argument("--stage-interval", type=float, default=3.0, help="seconds between the conductor's posts")
+    p.add_argument("--stage-max-seconds", type=float, default=600, help="stop connecting listeners after this long")
     p.add_argument("--scaling-sizes", type=_ints, help="room sizes for scaling, e.g. 10,100,1000,10000")
     p.add_argument("--scaling-rooms", type=_ints, help="numbers of rooms for scaling, e.g. 1,10,100,1000")
     p.add_argument("--scaling-room-size", type=int, default=10, help="members per room when the rooms multiply")
@@ -222,8 +237,9 @@ def parser() -> argparse.ArgumentParser:
 
 def options(argv: list[str] | None) -> argparse.Namespace:
     args = parser().parse_args(argv)
-    if args.scaling and "scaling" not in args.scenarios:
-        args.scenarios.append("scaling")
+    for flag in ("scaling", "stage"):
+        if getattr(args, flag) and flag not in args.scenarios:
+            args.scenarios.append(flag)
     if args.targets is None:
         args.targets = ["choir", *REFERENCES, *(p for p in args.peers if p != "none")]
     for key, value in PRESETS[args.preset].items():
@@ -337,6 +353,8 @@ def main(argv: list[str] | None = None) -> int:
             log(f"creating database {db.name} and {len(rooms_needed(args))} rooms")
             db.recreate()
             db.setup(rooms_needed(args), env, out / "setup.log")
+            if "stage" in args.scenarios:
+                cookie = "sessionid=" + db.stage_conductor(scenarios.STAGE_ROOM, env, out / "setup.log")
         meter.watch("redis", procstat.pids(redis.proc.pid))  # type: ignore[union-attr]
         meter.watch("db", procstat.with_marker(f" {db.name} "))
         meter.watch("clients", procstat.pids())
@@ -432,9 +450,32 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
 
+        if "stage" in args.scenarios and "choir" in args.targets:
+            # Each worker holds at most what RLIMIT_NOFILE allows, less room to breathe; so does each client.
+            per_process = max(1000, scenarios.fd_budget() - 1500)
+            stage_workers = args.stage_workers or max(1, math.ceil(args.stage_listeners / per_process))
+            stage_clients = args.stage_clients or max(2, math.ceil(args.stage_listeners / per_process))
+            plan.append(
+                (
+                    "stage",
+                    "stage",
+                    {
+                        "listeners": args.stage_listeners,
+                        "workers": stage_workers,
+                        "client_processes": stage_clients,
+                        "posts": args.stage_posts,
+                        "interval": args.stage_interval,
+                        "max_seconds": args.stage_max_seconds,
+                    },
+                    functools.partial(
+                        scenarios.stage, cookie=cookie, make=lambda workers: Choir(out, env, workers=workers)
+                    ),
+                )
+            )
+
         for key, kind, params, run in plan:
             entry = results["scenarios"][key] = {"kind": kind, "about": ABOUT[kind], "params": params, "targets": {}}
-            names = ["choir"] if kind == "chatter" else args.targets
+            names = ["choir"] if kind in ("chatter", "stage") else args.targets
             if kind == "scaling":
                 names = [t for t in args.targets if t in args.scaling_targets]
             for name in names:

@@ -42,6 +42,9 @@ class Spec:
     concurrency: int = 64  # handshakes in flight per worker
     open_timeout: float = 30.0
     attempts: int = 5  # handshakes tried per socket before it counts as failed
+    source: str | None = None  # loopback source address (127.0.0.x): a port range of its own
+    cookie: str | None = None  # a Cookie header (the stage's conductor signs in with a session)
+    per_message: bool = False  # keep latencies per message too (the stage: when did the last listener have it?)
 
 
 def payload(step: int, sender: int, n: int, pad: str) -> str:
@@ -78,6 +81,7 @@ class Worker:
         self.senders: list[Member] = []
         self.step = -1
         self.latencies: dict[int, array] = {}
+        self.by_message: dict[int, array] = {}  # message n -> latencies (per_message only)
         self.first_recv: dict[int, float] = {}
         self.last_recv: dict[int, float] = {}
         self.out_of_order = 0
@@ -142,6 +146,7 @@ class Worker:
         """Send one step's messages: `fixed` rate per sender, or `acked` (wait for each ack)."""
         self.step = step
         self.latencies[step] = array("d")
+        self.by_message = {}
         self.pad = "x" * max(0, self.spec.body_bytes - 40)
         run = self._send_fixed if mode == "fixed" else self._send_acked
         counts = await asyncio.gather(*(run(m, step, rate, duration, start_at, stagger) for m in self.senders))
@@ -165,6 +170,7 @@ class Worker:
             "received": got,
             "extra": extra,
             "latencies": self.latencies.get(step, array("d")).tobytes(),
+            "by_message": {n: lat.tobytes() for n, lat in self.by_message.items()},
             "first_recv": self.first_recv.get(step),
             "last_recv": self.last_recv.get(step),
             "out_of_order": self.out_of_order,
@@ -201,10 +207,16 @@ class Worker:
         url = f"ws://127.0.0.1:{self.spec.port}{path}"
         # The tutorial stack refuses clients without an Origin; the others need none.
         origin = f"http://127.0.0.1:{self.spec.port}" if self.spec.dialect == "channels" else None
+        extra: dict[str, Any] = {}
+        if self.spec.source is not None:
+            extra["local_addr"] = (self.spec.source, 0)
+        if self.spec.cookie is not None:
+            extra["additional_headers"] = {"Cookie": self.spec.cookie}
         try:
             ws = await connect(
                 url,
                 origin=origin,  # type: ignore[arg-type]
+                **extra,
                 compression=None,
                 ping_interval=None,
                 open_timeout=self.spec.open_timeout,
@@ -268,6 +280,8 @@ class Worker:
                     self.out_of_order += 1
                 member.last_n[sender] = n
                 latencies[step].append(now - float(sent_s))
+                if self.spec.per_message:
+                    self.by_message.setdefault(n, array("d")).append(now - float(sent_s))
                 if step not in first_recv:
                     first_recv[step] = now
                 last_recv[step] = now

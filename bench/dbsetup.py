@@ -2,6 +2,10 @@
 
 `python -m bench.dbsetup SLUG...` with DATABASE_URL set. Rooms are
 public and let guests post, since benchmark clients do not sign in.
+
+`python -m bench.dbsetup --stage SLUG` makes SLUG a stage room with a
+conductor, signs the conductor in and prints `session=KEY`, the cookie its
+socket sends (the stage scenario's one voice).
 """
 
 from __future__ import annotations
@@ -28,5 +32,33 @@ def main(slugs: list[str]) -> None:
     print(f"benchmark database ready: {len(slugs)} rooms")
 
 
+def stage(slug: str) -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "choirsite.settings")
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    from choir import services
+    from choir.models import Membership, Room
+
+    room = Room.objects.filter(slug=slug).first() or services.room_create(
+        slug=slug, title=slug, is_public=True, mode=Room.Mode.STAGE
+    )
+    if room.mode != Room.Mode.STAGE:
+        room.mode = Room.Mode.STAGE
+        services.room_save(room=room, actor=None, changed=["mode"])
+    user, _ = get_user_model().objects.get_or_create(username="bench-conductor")
+    services.membership_set(room=room, actor=None, user=user, role=Membership.Role.CONDUCTOR)
+    client = Client()
+    client.force_login(user)
+    print(f"session={client.cookies[settings.SESSION_COOKIE_NAME].value}")
+
+
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    if sys.argv[1:2] == ["--stage"]:
+        stage(sys.argv[2])
+    else:
+        main(sys.argv[1:])

@@ -106,6 +106,16 @@ def summary_rows(results: dict[str, Any], reference_load: int) -> list[dict[str,
                 "yes",
                 {t: r.get("db", {}).get("gap_free") for t, r in targets.items()},
             )
+        elif kind == "stage":
+            for t, r in targets.items():
+                where = f"{r['listeners']:,} listeners, {r['workers']} workers"
+                add(key, f"seconds to connect {where}", "lower", {t: r["connect_seconds"]})
+                add(key, "handshakes/s", "higher", {t: r["handshakes_per_s"]})
+                add(key, "KB RSS per socket (workers)", "lower", {t: r["kb_per_socket"]})
+                add(key, "lost", "lower", {t: r["lost"]})
+                for label, q in (("p50", "p50"), ("p99", "p99"), ("last listener", "max")):
+                    worst = max((p[q] for p in r["per_post_ms"]), default=None)
+                    add(key, f"{label} ms, worst of {r['posts']} posts", "lower", {t: worst})
         elif kind == "scaling":
             size = scenario["params"].get("room_size", 10)
             for series, label in (("by_size", "one room of {:,}"), ("by_rooms", "{:,} room(s) of " + str(size))):
@@ -280,6 +290,68 @@ def markdown(results: dict[str, Any]) -> str:
                             f"{db['stored']} rows, {db['distinct']} distinct seqs, {db['min']}..{db['max']}, "
                             f"gap-free: **{fmt(db['gap_free'])}**; stored = sent: {fmt(r['stored_matches_sent'])}",
                         ]
+        elif kind == "stage":
+            for t, r in targets.items():
+                out.append(
+                    _table(
+                        [
+                            "target",
+                            "listeners",
+                            "requested",
+                            "workers",
+                            "client processes",
+                            "failed",
+                            "not tried",
+                            "retried",
+                            "connect s",
+                            "handshakes/s",
+                            "server CPU s (connect)",
+                            "client CPU s (connect)",
+                            "baseline RSS MB",
+                            "RSS MB",
+                            "KB per socket",
+                            "lost",
+                        ],
+                        [
+                            [
+                                LABELS.get(t, t),
+                                r["listeners"],
+                                r["requested"],
+                                r["workers"],
+                                r["client_processes"],
+                                r["connect_failed"],
+                                r["not_tried"],
+                                r["connect_retries"],
+                                r["connect_seconds"],
+                                r["handshakes_per_s"],
+                                r["connect_server_cpu_s"],
+                                r["connect_client_cpu_s"],
+                                r["baseline_rss_mb"],
+                                r["serving_rss_mb"],
+                                r["kb_per_socket"],
+                                r["lost"],
+                            ]
+                        ],
+                    )
+                )
+                out += [
+                    "",
+                    f"Source addresses: {', '.join(r['sources'])}. Each post, from the conductor's send to each "
+                    "listener's receipt (max = the last listener):",
+                    "",
+                    _table(
+                        ["post", "listeners reached", "p50 ms", "p90 ms", "p99 ms", "max ms"],
+                        [
+                            [p["post"], p["listeners_reached"], p["p50"], p["p90"], p["p99"], p["max"]]
+                            for p in r["per_post_ms"]
+                        ],
+                    ),
+                    "",
+                    f"Server CPU while posting: {fmt(r['post_server_cpu_s'])} s "
+                    f"({fmt(r['deliveries_per_cpu_s'])} deliveries per CPU-s).",
+                ]
+                if r.get("connect_failures"):
+                    out.append(f"\nHandshake failures by reason: {r['connect_failures']}")
         elif kind == "scaling":
             for series, title in (("by_size", "One room, growing"), ("by_rooms", "Rooms, multiplying")):
                 cells = []

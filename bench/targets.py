@@ -157,6 +157,23 @@ class Database:
                 timeout=300,
             )
 
+    def stage_conductor(self, slug: str, env: dict[str, str], log: Path) -> str:
+        """Make `slug` a stage room with a signed-in conductor; the session cookie's value."""
+        run = subprocess.run(
+            [PY, "-m", "bench.dbsetup", "--stage", slug],
+            cwd=ROOT,
+            env={**env, "DATABASE_URL": self.url},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        with open(log, "a") as out:
+            out.write(run.stdout + run.stderr)
+        keys = [line.split("=", 1)[1] for line in run.stdout.splitlines() if line.startswith("session=")]
+        if run.returncode != 0 or not keys:
+            raise RuntimeError(f"could not set up the stage's conductor; see {log}")
+        return keys[-1]
+
     def room_seqs(self, slug: str) -> dict[str, int]:
         """What the database holds for one room: is it 1..N with no gaps?"""
         import psycopg
