@@ -310,6 +310,7 @@ def markdown(results: dict[str, Any]) -> str:
                             "baseline RSS MB",
                             "RSS MB",
                             "KB per socket",
+                            "client RSS MB",
                             "lost",
                         ],
                         [
@@ -329,6 +330,7 @@ def markdown(results: dict[str, Any]) -> str:
                                 r["baseline_rss_mb"],
                                 r["serving_rss_mb"],
                                 r["kb_per_socket"],
+                                r.get("client_rss_mb"),
                                 r["lost"],
                             ]
                         ],

@@ -548,6 +548,7 @@ def stage(
             "baseline_rss_mb": mb(baseline),
             "serving_rss_mb": mb(rss),
             "kb_per_socket": round((rss - baseline) / max(opened, 1) / 1024, 1),
+            "client_rss_mb": mb(settled["clients"].last_rss),
             "posts": expected[STAGE_ROOM],
             "interval_s": interval,
             "expected": want,
