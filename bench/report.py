@@ -223,8 +223,8 @@ def markdown(results: dict[str, Any]) -> str:
     out += [
         "",
         "Choir runs as `manage.py serve` on PostgreSQL and the Redis layer, storing every message; the "
-        "references and peers store nothing. Ratios are Choir / other server: above 1 is better for Choir where higher is "
-        "better, below 1 where lower is better. Server CPU and RSS cover the server's process tree "
+        "references and peers store nothing. Ratios are Choir / other server: above 1 is better for Choir "
+        "where higher is better, below 1 where lower is better. Server CPU and RSS cover the server's process tree "
         "(RSS: the serving processes only); redis and db CPU are the benchmark's own redis-server and "
         "PostgreSQL backends.",
         "",
@@ -242,7 +242,13 @@ def markdown(results: dict[str, Any]) -> str:
     for row in results["summary"]:
         v, r = row["values"], row["ratios"]
         rows.append(
-            [row["scenario"], row["metric"], row["better"], v.get("choir"), *[_with_ratio(v, r, ref) for ref in present]]
+            [
+                row["scenario"],
+                row["metric"],
+                row["better"],
+                v.get("choir"),
+                *[_with_ratio(v, r, ref) for ref in present],
+            ]
         )
     header = ["scenario", "figure", "better", "Choir", *[LABELS[ref] for ref in present]]
     out += [_table(header, rows), "", "![latency](latency.png)", ""]
