@@ -115,22 +115,18 @@ class Worker:
         sem = asyncio.Semaphore(self.spec.concurrency)
         start = time.time()
         retries_before = self.retries
-        results = await asyncio.gather(*(self._open(room, sem) for room in rooms))
+        results = await asyncio.gather(
+            *(self._open_member(index, room, senders, sem) for index, room in enumerate(rooms))
+        )
         end = time.time()
         opened = failed = 0
         reasons: dict[str, int] = {}
-        for index, (room, result) in enumerate(zip(rooms, results)):
+        for result in results:
             if isinstance(result, str):
                 failed += 1
                 reasons[result] = reasons.get(result, 0) + 1
-                continue
-            opened += 1
-            member = Member(result, room, senders.get(index))
-            self.members.append(member)
-            self.by_room.setdefault(room, []).append(member)
-            if member.sender is not None:
-                self.senders.append(member)
-            self.readers.append(asyncio.ensure_future(self._read(member)))
+            else:
+                opened += 1
         return {
             "opened": opened,
             "failed": failed,
@@ -185,6 +181,22 @@ class Worker:
         await asyncio.gather(*(self._close(m) for m in self.members), return_exceptions=True)
 
     # Sockets ---------------------------------------------------------------
+
+    async def _open_member(
+        self, index: int, room: str, senders: dict[int, int], sem: asyncio.Semaphore
+    ) -> Member | str:
+        """Open a socket and start reading it at once: a Socket.IO server closes a socket whose
+        pings go unanswered (25 + 20 s), and connecting a crowd can take longer than that."""
+        result = await self._open(room, sem)
+        if isinstance(result, str):
+            return result
+        member = Member(result, room, senders.get(index))
+        self.members.append(member)
+        self.by_room.setdefault(room, []).append(member)
+        if member.sender is not None:
+            self.senders.append(member)
+        self.readers.append(asyncio.ensure_future(self._read(member)))
+        return member
 
     async def _open(self, room: str, sem: asyncio.Semaphore) -> ClientConnection | str:
         """A live socket, or why not; a refused handshake is retried as a real client would."""
