@@ -122,6 +122,8 @@ def summary_rows(results: dict[str, Any], reference_load: int) -> list[dict[str,
                 xs = sorted({p["x"] for r in targets.values() for p in r[series]})
                 for x in xs:
                     points = {t: next((p for p in r[series] if p["x"] == x), None) for t, r in targets.items()}
+                    # A point where nothing arrived (no sender left, say) has no figure, not a zero.
+                    points = {t: p if p and p["received"] else None for t, p in points.items()}
                     where = label.format(x)
                     add(
                         key,
@@ -130,6 +132,7 @@ def summary_rows(results: dict[str, Any], reference_load: int) -> list[dict[str,
                         {t: p and p["deliveries_per_cpu_s"] for t, p in points.items()},
                     )
                     add(key, f"p99 ms, {where}", "lower", {t: p and p["latency_ms"]["p99"] for t, p in points.items()})
+                    add(key, f"lost, {where}", "lower", {t: p and p["lost"] for t, p in points.items()})
         elif kind == "idle":
             levels = max((len(r["levels"]) for r in targets.values()), default=0)
             for i in range(levels):
