@@ -454,8 +454,8 @@ def main(argv: list[str] | None = None) -> int:
             # Each worker holds at most what RLIMIT_NOFILE allows, less room to breathe; so does each client.
             per_process = max(1000, scenarios.fd_budget() - 1500)
             stage_workers = args.stage_workers or max(1, math.ceil(args.stage_listeners / per_process))
-            # A client process reads every presence frame its sockets get while the crowd arrives:
-            # at 10,000 sockets each, two of them held a 20,000 stage back (600 s against 213 s with four).
+            # A client process reads every presence frame its sockets get while the crowd arrives;
+            # 5,000 sockets each keeps the load generators from being the limit (20,000 with four: 213 s).
             stage_clients = args.stage_clients or max(2, math.ceil(args.stage_listeners / 5000))
             plan.append(
                 (
