@@ -37,7 +37,7 @@ test-fast: $(VENV)/.dev
 	$(BIN)/python -m pytest -q -m "not browser and not slow"
 
 bench: $(VENV)/.dev
-	$(BIN)/python -m choir.bench $(BENCH_ARGS)
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf var test-output bench-output staticfiles

@@ -5,6 +5,10 @@ rooms    many rooms of a few members, a sender per room
 chatter  many senders in one room, each waiting for its own ack (Choir only:
          the references store nothing)
 idle     many open sockets: memory per socket and handshake rate
+stage    a stage room of up to 100,000 listeners over N Daphne workers, one
+         conductor posting (Choir only, behind --stage)
+scaling  how cost grows: one room of 10 → 10,000 members, then 1 → 1,000
+         rooms of 10, at one offered load (behind --scaling: it is long)
 """
 
 from __future__ import annotations
@@ -21,10 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from choir.bench import procstat
-from choir.bench.pool import ClientPool
-from choir.bench.stats import latency_summary, mb, merge_latencies, per
-from choir.bench.targets import ROOT, Database, Redis, Target
+from bench import procstat
+from bench.pool import ClientPool
+from bench.stats import latency_summary, mb, merge_latencies, per
+from bench.targets import ROOT, Database, Redis, Target
 
 
 @dataclass
@@ -57,7 +61,16 @@ def idle_rooms(count: int) -> list[str]:
     return [f"bench-idle-{i:03d}" for i in range(count)]
 
 
+def scale_room(members: int) -> str:
+    return f"bench-scale-size-{members}"
+
+
+def scale_rooms(count: int) -> list[str]:
+    return [f"bench-scale-room-{i:04d}" for i in range(count)]
+
+
 CHATTER_ROOM = "bench-chatter"
+STAGE_ROOM = "bench-stage"
 
 
 @contextmanager
@@ -364,6 +377,203 @@ def idle(
         if profiler is not None:
             profiler.stop()
     return {"levels": results, "profile": profiler.summary if profiler is not None else None}
+
+
+# How cost grows ---------------------------------------------------------------
+
+
+def scaling(
+    ctx: Context,
+    name: str,
+    *,
+    sizes: list[int],
+    room_counts: list[int],
+    room_size: int,
+    load: int,
+    seconds: float,
+) -> dict[str, Any]:
+    """The same offered deliveries/s spread over ever larger rooms, then over ever more rooms.
+
+    One server per target for the whole scenario (a fresh one per point would
+    double its length); each point has its own client processes, and the
+    server gets a second to see the last point's sockets go.
+    """
+    by_size: list[dict[str, Any]] = []
+    by_rooms: list[dict[str, Any]] = []
+    with running(ctx, name) as target:
+        points = [(size, [scale_room(size)] * size, {0: 0}, 1, by_size) for size in sizes]
+        for count in room_counts:
+            slugs = scale_rooms(count)
+            layout = [slug for slug in slugs for _ in range(room_size)]
+            points.append((count, layout, {i * room_size: i for i in range(count)}, count, by_rooms))
+        for x, layout, senders, rooms_, series in points:
+            with clients(ctx, target) as pool:
+                conn = connect(pool, layout, senders)
+                members = conn["opened"] / rooms_
+                rate = load / max(conn["opened"], 1)  # per sending room
+                duration = min(max(seconds, 10 / rate), 4 * seconds)
+                row, _ = measure_step(ctx, pool, step=0, mode="fixed", rate=rate, duration=duration, stagger=rooms_)
+                row.update(
+                    x=x,
+                    rooms=rooms_,
+                    members=round(members, 1),
+                    rate=round(rate, 2),
+                    connections=conn["opened"],
+                    connect_failed=conn["failed"],
+                    connect_seconds=round(conn["seconds"], 2),
+                )
+                row.pop("latency_quantiles_ms", None)
+                series.append(row)
+                lat = row["latency_ms"]
+                ctx.log(
+                    f"  {name}: {rooms_} room(s) of {members:.0f}, {rate:.1f} msg/s each -> "
+                    f"{row['received']}/{row['expected']} lost {row['lost']} p99 {lat['p99']} ms, "
+                    f"{row['deliveries_per_cpu_s']} deliveries/cpu-s"
+                )
+            time.sleep(1.0)
+    return {"by_size": by_size, "by_rooms": by_rooms}
+
+
+# The stage ----------------------------------------------------------------------
+
+
+def loopback_sources(count: int) -> list[str]:
+    """127.0.0.2, 127.0.0.3, …: each source address has an ephemeral port range of its own."""
+    return [f"127.0.0.{2 + i}" for i in range(count)]
+
+
+def stage(
+    ctx: Context,
+    name: str,
+    *,
+    listeners: int,
+    workers: int,
+    client_processes: int,
+    posts: int,
+    interval: float,
+    max_seconds: float,
+    cookie: str,
+    make: Callable[[int], Target],
+) -> dict[str, Any]:
+    """Listeners fill a stage room across `workers` Daphne processes; the conductor posts `posts` times.
+
+    Reports connect time and rate, RSS per socket over the workers' baseline,
+    and for each post how long the listeners took to have it (p50, p99, and
+    max: the last listener).
+    """
+    ctx.redis.flush()
+    target = make(workers)
+    target.start()
+    ctx.meter.watch("server", procstat.tree(target.pid))
+    ctx.meter.watch("serving", target.serving())
+    sources = loopback_sources(client_processes)
+    listeners_pool = conductor = None
+    try:
+        time.sleep(1.0)
+        baseline = ctx.meter.since(ctx.meter.mark())["serving"].last_rss
+        listeners_pool = ClientPool(
+            port=target.port,
+            dialect=target.dialect,
+            processes=client_processes,
+            body_bytes=ctx.body_bytes,
+            concurrency=ctx.concurrency,
+            sources=sources,
+            per_message=True,
+        )
+        ctx.meter.watch("clients", procstat.pids(*listeners_pool.pids))
+        mark = ctx.meter.mark()
+        conn = connect(
+            listeners_pool,
+            [STAGE_ROOM] * listeners,
+            {},
+            timeout=max_seconds + 300,
+            deadline=time.time() + max_seconds,
+        )
+        connect_usage = ctx.meter.since(mark)
+        ctx.log(
+            f"  {name}: {conn['opened']:,} listeners on {workers} workers in {conn['seconds']:.1f}s "
+            f"(failed {conn['failed'] - conn['reasons'].get('deadline', 0)}, not tried "
+            f"{conn['reasons'].get('deadline', 0)}, retried {conn['retries']})"
+        )
+        time.sleep(3.0)  # presence batches settle before memory is read
+        settled = ctx.meter.since(ctx.meter.mark())
+        conductor = ClientPool(
+            port=target.port,
+            dialect=target.dialect,
+            processes=1,
+            body_bytes=ctx.body_bytes,
+            concurrency=1,
+            sources=["127.0.0.1"],
+            cookie=cookie,
+        )
+        voice = connect(conductor, [STAGE_ROOM], {0: 0}, timeout=60)
+        if not voice["opened"]:
+            raise RuntimeError(f"the conductor could not connect: {voice['reasons']}")
+        mark = ctx.meter.mark()
+        start_at = time.time() + 0.5
+        step = {"step": 0, "mode": "fixed", "rate": 1 / interval, "duration": posts * interval, "stagger": 1}
+        listeners_pool.call_all("send", {**step, "start_at": start_at}, timeout=60)  # arms the step; no senders
+        sent = conductor.call_all("send", {**step, "start_at": start_at}, timeout=posts * interval + 60)
+        expected = {STAGE_ROOM: sum(r["sent"].get(STAGE_ROOM, 0) for r in sent)}
+        drained = listeners_pool.call_all(
+            "drain", {"step": 0, "expected": expected, "timeout": max(ctx.drain_timeout, 30)}, timeout=120
+        )
+        conductor.call_all("drain", {"step": 0, "expected": expected, "timeout": 5}, timeout=60)
+        usage = ctx.meter.since(mark)
+        per_post = []
+        for n in range(expected[STAGE_ROOM]):
+            merged = merge_latencies(d["by_message"].get(n, b"") for d in drained)
+            summary, _ = latency_summary(merged)
+            per_post.append({"post": n + 1, "listeners_reached": len(merged), **summary})
+        all_latencies = merge_latencies(d["latencies"] for d in drained)
+        overall, _ = latency_summary(all_latencies)
+        received = sum(d["received"] for d in drained)
+        want = sum(d["expected"] for d in drained)
+        rss = settled["serving"].last_rss
+        opened = conn["opened"]
+        row = {
+            "listeners": opened,
+            "requested": listeners,
+            "workers": workers,
+            "client_processes": client_processes,
+            "sources": sources,
+            "connect_failed": conn["failed"] - conn["reasons"].get("deadline", 0),
+            "not_tried": conn["reasons"].get("deadline", 0),
+            "connect_retries": conn["retries"],
+            "connect_failures": conn["reasons"],
+            "connect_seconds": round(conn["seconds"], 1),
+            "handshakes_per_s": per(opened, conn["seconds"]),
+            "connect_server_cpu_s": round(connect_usage["server"].cpu_s, 1),
+            "connect_client_cpu_s": round(connect_usage["clients"].cpu_s, 1),
+            "baseline_rss_mb": mb(baseline),
+            "serving_rss_mb": mb(rss),
+            "kb_per_socket": round((rss - baseline) / max(opened, 1) / 1024, 1),
+            "client_rss_mb": mb(settled["clients"].last_rss),
+            "posts": expected[STAGE_ROOM],
+            "interval_s": interval,
+            "expected": want,
+            "received": received,
+            "lost": want - received,
+            "sockets_closed": sum(d["closed"] for d in drained),
+            "per_post_ms": per_post,
+            "latency_ms": overall,
+            "post_server_cpu_s": round(usage["server"].cpu_s, 2),
+            "deliveries_per_cpu_s": per(received, usage["server"].cpu_s),
+        }
+        for p in per_post:
+            ctx.log(
+                f"  {name}: post {p['post']}: {p['listeners_reached']:,} listeners, p50 {p['p50']} p99 {p['p99']} "
+                f"max {p['max']} ms"
+            )
+        return row
+    finally:
+        for pool in (conductor, listeners_pool):
+            if pool is not None:
+                pool.close()
+        ctx.meter.unwatch("clients")
+        ctx.meter.unwatch("server")
+        ctx.meter.unwatch("serving")
+        target.stop()
 
 
 # Profiling ------------------------------------------------------------------

@@ -7,10 +7,34 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from choir.bench.stats import fmt, ratio
+from bench.stats import fmt, ratio
 
-REFERENCES = ("raw", "asgi", "channels")
-LABELS = {"choir": "Choir", "raw": "raw websockets", "asgi": "bare ASGI/Daphne", "channels": "Channels tutorial"}
+# Everything Choir is set beside: the references (Python, same machine), then the peers.
+REFERENCES = ("raw", "asgi", "channels", "ws", "socketio", "pysocketio")
+LABELS = {
+    "choir": "Choir",
+    "raw": "raw websockets",
+    "asgi": "bare ASGI/Daphne",
+    "channels": "Channels tutorial",
+    "ws": "Node ws",
+    "socketio": "Node Socket.IO",
+    "pysocketio": "python-socketio/uvicorn",
+}
+COLOURS = {
+    "choir": "tab:red",
+    "raw": "tab:green",
+    "asgi": "tab:blue",
+    "channels": "tab:orange",
+    "ws": "tab:purple",
+    "socketio": "tab:brown",
+    "pysocketio": "tab:olive",
+}
+
+
+def _present(results: dict[str, Any]) -> list[str]:
+    """The references and peers that ran in any scenario, in a fixed order."""
+    seen = {t for scenario in results["scenarios"].values() for t in scenario["targets"]}
+    return [ref for ref in REFERENCES if ref in seen]
 
 
 def _at_load(steps: list[dict[str, Any]], load: int) -> dict[str, Any] | None:
@@ -82,6 +106,33 @@ def summary_rows(results: dict[str, Any], reference_load: int) -> list[dict[str,
                 "yes",
                 {t: r.get("db", {}).get("gap_free") for t, r in targets.items()},
             )
+        elif kind == "stage":
+            for t, r in targets.items():
+                where = f"{r['listeners']:,} listeners, {r['workers']} workers"
+                add(key, f"seconds to connect {where}", "lower", {t: r["connect_seconds"]})
+                add(key, "handshakes/s", "higher", {t: r["handshakes_per_s"]})
+                add(key, "KB RSS per socket (workers)", "lower", {t: r["kb_per_socket"]})
+                add(key, "lost", "lower", {t: r["lost"]})
+                for label, q in (("p50", "p50"), ("p99", "p99"), ("last listener", "max")):
+                    worst = max((p[q] for p in r["per_post_ms"]), default=None)
+                    add(key, f"{label} ms, worst of {r['posts']} posts", "lower", {t: worst})
+        elif kind == "scaling":
+            size = scenario["params"].get("room_size", 10)
+            for series, label in (("by_size", "one room of {:,}"), ("by_rooms", "{:,} room(s) of " + str(size))):
+                xs = sorted({p["x"] for r in targets.values() for p in r[series]})
+                for x in xs:
+                    points = {t: next((p for p in r[series] if p["x"] == x), None) for t, r in targets.items()}
+                    # A point where nothing arrived (no sender left, say) has no figure, not a zero.
+                    points = {t: p if p and p["received"] else None for t, p in points.items()}
+                    where = label.format(x)
+                    add(
+                        key,
+                        f"deliveries per server CPU-s, {where}",
+                        "higher",
+                        {t: p and p["deliveries_per_cpu_s"] for t, p in points.items()},
+                    )
+                    add(key, f"p99 ms, {where}", "lower", {t: p and p["latency_ms"]["p99"] for t, p in points.items()})
+                    add(key, f"lost, {where}", "lower", {t: p and p["lost"] for t, p in points.items()})
         elif kind == "idle":
             levels = max((len(r["levels"]) for r in targets.values()), default=0)
             for i in range(levels):
@@ -100,6 +151,13 @@ def summary_rows(results: dict[str, Any], reference_load: int) -> list[dict[str,
                     {t: v["handshakes_per_s"] for t, v in per_level.items()},
                 )
     return rows
+
+
+def _with_ratio(values: dict[str, Any], ratios: dict[str, Any], ref: str) -> str:
+    if ref not in values:
+        return "—"
+    ratio_ = ratios.get(ref)
+    return fmt(values[ref]) + (f" (×{fmt(ratio_)})" if ratio_ is not None else "")
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> str:
@@ -168,15 +226,21 @@ def markdown(results: dict[str, Any]) -> str:
     out += [
         "",
         "Choir runs as `manage.py serve` on PostgreSQL and the Redis layer, storing every message; the "
-        "references store nothing. Ratios are Choir / reference: above 1 is better for Choir where higher is "
-        "better, below 1 where lower is better. Server CPU and RSS cover the server's process tree "
+        "references and peers store nothing. Ratios are Choir / other server: above 1 is better for Choir "
+        "where higher is better, below 1 where lower is better. Server CPU and RSS cover the server's process tree "
         "(RSS: the serving processes only); redis and db CPU are the benchmark's own redis-server and "
         "PostgreSQL backends.",
         "",
     ]
     if meta.get("notes"):
         out += [f"- {note}" for note in meta["notes"]] + [""]
-    out += ["## Summary: Choir against each reference", ""]
+    out += [
+        "## Summary: Choir against each reference and peer",
+        "",
+        "Each cell: the figure, and (×ratio) Choir / that server.",
+        "",
+    ]
+    present = _present(results)
     rows = []
     for row in results["summary"]:
         v, r = row["values"], row["ratios"]
@@ -186,12 +250,10 @@ def markdown(results: dict[str, Any]) -> str:
                 row["metric"],
                 row["better"],
                 v.get("choir"),
-                *[x for ref in REFERENCES for x in (v.get(ref), r.get(ref))],
+                *[_with_ratio(v, r, ref) for ref in present],
             ]
         )
-    header = ["scenario", "figure", "better", "Choir"]
-    for ref in REFERENCES:
-        header += [LABELS[ref], "ratio"]
+    header = ["scenario", "figure", "better", "Choir", *[LABELS[ref] for ref in present]]
     out += [_table(header, rows), "", "![latency](latency.png)", ""]
 
     for key, scenario in results["scenarios"].items():
@@ -237,6 +299,78 @@ def markdown(results: dict[str, Any]) -> str:
                             f"{db['stored']} rows, {db['distinct']} distinct seqs, {db['min']}..{db['max']}, "
                             f"gap-free: **{fmt(db['gap_free'])}**; stored = sent: {fmt(r['stored_matches_sent'])}",
                         ]
+        elif kind == "stage":
+            for t, r in targets.items():
+                out.append(
+                    _table(
+                        [
+                            "target",
+                            "listeners",
+                            "requested",
+                            "workers",
+                            "client processes",
+                            "failed",
+                            "not tried",
+                            "retried",
+                            "connect s",
+                            "handshakes/s",
+                            "server CPU s (connect)",
+                            "client CPU s (connect)",
+                            "baseline RSS MB",
+                            "RSS MB",
+                            "KB per socket",
+                            "client RSS MB",
+                            "lost",
+                        ],
+                        [
+                            [
+                                LABELS.get(t, t),
+                                r["listeners"],
+                                r["requested"],
+                                r["workers"],
+                                r["client_processes"],
+                                r["connect_failed"],
+                                r["not_tried"],
+                                r["connect_retries"],
+                                r["connect_seconds"],
+                                r["handshakes_per_s"],
+                                r["connect_server_cpu_s"],
+                                r["connect_client_cpu_s"],
+                                r["baseline_rss_mb"],
+                                r["serving_rss_mb"],
+                                r["kb_per_socket"],
+                                r.get("client_rss_mb"),
+                                r["lost"],
+                            ]
+                        ],
+                    )
+                )
+                out += [
+                    "",
+                    f"Source addresses: {', '.join(r['sources'])}. Each post, from the conductor's send to each "
+                    "listener's receipt (max = the last listener):",
+                    "",
+                    _table(
+                        ["post", "listeners reached", "p50 ms", "p90 ms", "p99 ms", "max ms"],
+                        [
+                            [p["post"], p["listeners_reached"], p["p50"], p["p90"], p["p99"], p["max"]]
+                            for p in r["per_post_ms"]
+                        ],
+                    ),
+                    "",
+                    f"Server CPU while posting: {fmt(r['post_server_cpu_s'])} s "
+                    f"({fmt(r['deliveries_per_cpu_s'])} deliveries per CPU-s).",
+                ]
+                if r.get("connect_failures"):
+                    out.append(f"\nHandshake failures by reason: {r['connect_failures']}")
+        elif kind == "scaling":
+            for series, title in (("by_size", "One room, growing"), ("by_rooms", "Rooms, multiplying")):
+                cells = []
+                for t, r in targets.items():
+                    for pt in r[series]:
+                        cells.append([*_step_cells(t, pt)[:1], pt["rooms"], pt["members"], *_step_cells(t, pt)[1:]])
+                out += [f"{title}:", "", _table(["target", "rooms", "members", *STEP_HEADER[1:]], cells), ""]
+            out.append("![scaling](scaling.png)")
         elif kind == "idle":
             cells = []
             for t, r in targets.items():
@@ -297,7 +431,7 @@ def plot(results: dict[str, Any], path: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    colours = {"choir": "tab:red", "raw": "tab:green", "asgi": "tab:blue", "channels": "tab:orange"}
+    colours = COLOURS
     scenarios = results["scenarios"]
     fanouts = [k for k, s in scenarios.items() if s["kind"] == "fanout"]
     panels = len(fanouts) + (1 if "rooms" in scenarios else 0) + (1 if fanouts else 0)
@@ -353,11 +487,47 @@ def plot(results: dict[str, Any], path: Path) -> bool:
     return True
 
 
+def plot_scaling(results: dict[str, Any], path: Path) -> bool:
+    """Deliveries per server CPU-second and p99 against room size and against the number of rooms."""
+    scenario = results["scenarios"].get("scaling")
+    if not scenario or not scenario["targets"]:
+        return False
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    load, size = scenario["params"]["load"], scenario["params"]["room_size"]
+    fig, axes = plt.subplots(2, 2, figsize=(10.5, 8), squeeze=False)
+    panels = (
+        ("by_size", "deliveries_per_cpu_s", "members in the one room", "deliveries per server CPU-s", axes[0][0]),
+        ("by_size", "p99", "members in the one room", "p99 latency, ms", axes[1][0]),
+        ("by_rooms", "deliveries_per_cpu_s", f"rooms of {size}", "deliveries per server CPU-s", axes[0][1]),
+        ("by_rooms", "p99", f"rooms of {size}", "p99 latency, ms", axes[1][1]),
+    )
+    for series, field, xlabel, ylabel, ax in panels:
+        for t, r in scenario["targets"].items():
+            pts = [p for p in r[series] if p["received"]]
+            ys = [p["latency_ms"]["p99"] if field == "p99" else (p[field] or 0) for p in pts]
+            ax.plot([p["x"] for p in pts], ys, marker="o", color=COLOURS.get(t), label=LABELS.get(t, t))
+        ax.set(xscale="log", yscale="log" if field == "p99" else "linear", xlabel=xlabel, ylabel=ylabel)
+        ax.set_title(f"{ylabel} at {load:,} deliveries/s offered", fontsize=9)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def write(results: dict[str, Any], out: Path) -> None:
     """results.json, report.md and latency.png in `out`, copied to bench-output/latest/."""
     (out / "results.json").write_text(json.dumps(results, indent=1))
     (out / "report.md").write_text(markdown(results))
     plot(results, out / "latency.png")
+    plot_scaling(results, out / "scaling.png")
     latest = out.parent / "latest"
     if latest.is_symlink() or latest.is_file():
         latest.unlink()
@@ -367,7 +537,7 @@ def write(results: dict[str, Any], out: Path) -> None:
 
 
 def console(results: dict[str, Any]) -> str:
-    lines = ["", "Choir against the references (ratio = Choir / reference)"]
+    lines = ["", "Choir against the references and peers (ratio = Choir / other)"]
     for row in results["summary"]:
         v, r = row["values"], row["ratios"]
         refs = "  ".join(f"{ref} {fmt(v.get(ref))} (x{fmt(r.get(ref))})" for ref in REFERENCES if ref in v)

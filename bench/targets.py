@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from choir.bench import procstat
+from bench import procstat
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 
 
@@ -148,7 +148,7 @@ class Database:
         """Migrate and create the rooms through Choir's own service layer."""
         with open(log, "ab") as out:
             subprocess.run(
-                [PY, "-m", "choir.bench.dbsetup", *rooms],
+                [PY, "-m", "bench.dbsetup", *rooms],
                 cwd=ROOT,
                 env={**env, "DATABASE_URL": self.url},
                 stdout=out,
@@ -156,6 +156,24 @@ class Database:
                 check=True,
                 timeout=300,
             )
+
+    def stage_conductor(self, slug: str, env: dict[str, str], log: Path) -> str:
+        """Make `slug` a stage room with a signed-in conductor; the session cookie's value."""
+        run = subprocess.run(
+            [PY, "-m", "bench.dbsetup", "--stage", slug],
+            check=False,
+            cwd=ROOT,
+            env={**env, "DATABASE_URL": self.url},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        with open(log, "a") as out:
+            out.write(run.stdout + run.stderr)
+        keys = [line.split("=", 1)[1] for line in run.stdout.splitlines() if line.startswith("session=")]
+        if run.returncode != 0 or not keys:
+            raise RuntimeError(f"could not set up the stage's conductor; see {log}")
+        return keys[-1]
 
     def room_seqs(self, slug: str) -> dict[str, int]:
         """What the database holds for one room: is it 1..N with no gaps?"""
@@ -283,7 +301,7 @@ class Raw(Target):
         self.port = free_port()
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [PY, "-m", "choir.bench.ref_raw", "--port", str(self.port)],
+            [PY, "-m", "bench.ref_raw", "--port", str(self.port)],
             cwd=ROOT,
             env=self.env,
             stdout=self._log,
@@ -304,7 +322,7 @@ class BareAsgi(Target):
     dialect = "asgi"
 
     def command(self, sock: socket.socket) -> tuple[list[str], dict[str, str]]:
-        return daphne_on(sock, "choir.bench.ref_asgi:application"), {}
+        return daphne_on(sock, "bench.ref_asgi:application"), {}
 
 
 class TutorialChannels(Target):
@@ -317,5 +335,138 @@ class TutorialChannels(Target):
         self.redis_url = redis_url
 
     def command(self, sock: socket.socket) -> tuple[list[str], dict[str, str]]:
-        env = {"DJANGO_SETTINGS_MODULE": "choir.bench.ref_channels_settings", "BENCH_REDIS_URL": self.redis_url}
-        return daphne_on(sock, "choir.bench.ref_channels:application"), env
+        env = {"DJANGO_SETTINGS_MODULE": "bench.ref_channels_settings", "BENCH_REDIS_URL": self.redis_url}
+        return daphne_on(sock, "bench.ref_channels:application"), env
+
+
+# Peers: the servers people pick instead -------------------------------------
+
+
+class Unavailable(RuntimeError):
+    """A peer cannot run on this machine; the message says why (it goes in the report)."""
+
+
+NODE_DIR = ROOT / "bench" / "node"
+NODE_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "choir-bench" / "node"
+
+
+def node_modules(cache: Path, log: Path) -> Path:
+    """The Node peers' packages, installed with `npm ci` from bench/node's lock file into `cache`.
+
+    Keyed by the lock file's hash, so a changed pin installs afresh; never part
+    of the site, never committed.
+    """
+    import hashlib
+    import shutil
+
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        raise Unavailable(f"{'node' if node is None else 'npm'} is not installed")
+    lock = (NODE_DIR / "package-lock.json").read_bytes()
+    home = cache / hashlib.sha256(lock).hexdigest()[:12]
+    done = home / "node_modules" / ".bench-installed"
+    if done.exists():
+        return home / "node_modules"
+    home.mkdir(parents=True, exist_ok=True)
+    for name in ("package.json", "package-lock.json"):
+        shutil.copyfile(NODE_DIR / name, home / name)
+    with open(log, "ab") as out:
+        try:
+            result = subprocess.run(
+                [npm, "ci", "--no-audit", "--no-fund", "--ignore-scripts"],
+                check=False,
+                cwd=home,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=300,
+            )
+        except subprocess.TimeoutExpired:
+            raise Unavailable(f"npm ci took over 300 s in {home}; see {log}") from None
+    if result.returncode != 0:
+        raise Unavailable(f"npm ci failed ({result.returncode}) in {home}; see {log}")
+    done.touch()
+    return home / "node_modules"
+
+
+def python_socketio_missing() -> str | None:
+    """Why the python-socketio peer cannot run, or None."""
+    import importlib.util
+
+    for module in ("socketio", "uvicorn"):
+        if importlib.util.find_spec(module) is None:
+            return f"{module} is not installed (pip install -r requirements-dev.txt)"
+    return None
+
+
+SOCKETIO_PATH = "/socket.io/?EIO=4&transport=websocket&room={room}"
+
+
+class _NodePeer(Target):
+    script = ""
+
+    def __init__(self, out: Path, env: dict[str, str], *, modules: Path) -> None:
+        super().__init__(out, env)
+        self.modules = modules
+
+    def start(self) -> None:
+        self.port = free_port()
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            ["node", str(NODE_DIR / self.script), str(self.port)],
+            cwd=ROOT,
+            env={**self.env, "NODE_PATH": str(self.modules), "NODE_ENV": "production"},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        websocket_ready(self.port, self.ready_path, 30, self.proc, self.log_path)
+
+
+class NodeWs(_NodePeer):
+    name = "ws"
+    label = "Node ws"
+    dialect = "raw"
+    script = "ws_relay.js"
+
+
+class NodeSocketIO(_NodePeer):
+    name = "socketio"
+    label = "Node Socket.IO"
+    dialect = "socketio"
+    script = "socketio_relay.js"
+    ready_path = SOCKETIO_PATH.format(room="bench-ready")
+
+
+class PySocketIO(Target):
+    name = "pysocketio"
+    label = "python-socketio/uvicorn"
+    dialect = "socketio"
+    ready_path = SOCKETIO_PATH.format(room="bench-ready")
+
+    def start(self) -> None:
+        # uvicorn's --fd takes the socket for AF_UNIX; a port of its own is simpler.
+        self.port = free_port()
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [
+                PY,
+                "-m",
+                "uvicorn",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+                "--backlog",
+                "2048",
+                "bench.ref_socketio:app",
+            ],
+            cwd=ROOT,
+            env={**self.env, "PYTHONPATH": str(ROOT)},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        websocket_ready(self.port, self.ready_path, 30, self.proc, self.log_path)

@@ -2,7 +2,7 @@
 
 Per process, a room is a set of ASGI `send` callables keyed by path; a text
 frame is sent to each of them. This is the ceiling of the server Choir runs on.
-Run: `daphne choir.bench.ref_asgi:application`.
+Run: `daphne bench.ref_asgi:application`.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
-"""`python -m choir.bench`: start the servers, run the scenarios, write the report."""
+"""`python -m bench`: start the servers, run the scenarios, write the report."""
 
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import platform
@@ -15,29 +16,53 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from choir.bench import procstat, report, scenarios
-from choir.bench.targets import ROOT, BareAsgi, Choir, Database, Raw, Redis, Target, TutorialChannels
+from bench import procstat, report, scenarios
+from bench.targets import (
+    NODE_CACHE,
+    ROOT,
+    BareAsgi,
+    Choir,
+    Database,
+    NodeSocketIO,
+    NodeWs,
+    PySocketIO,
+    Raw,
+    Redis,
+    Target,
+    TutorialChannels,
+    Unavailable,
+    node_modules,
+    python_socketio_missing,
+)
 
-ALL_TARGETS = ("choir", "raw", "asgi", "channels")
-ALL_SCENARIOS = ("fanout", "rooms", "chatter", "idle")
+REFERENCES = ("raw", "asgi", "channels")
+PEERS = ("ws", "socketio", "pysocketio")  # the servers people pick instead: Node ws, Node Socket.IO, python-socketio
+ALL_TARGETS = ("choir", *REFERENCES, *PEERS)
+ALL_SCENARIOS = ("fanout", "rooms", "chatter", "idle", "scaling", "stage")
+DEFAULT_SCENARIOS = ("fanout", "rooms", "chatter", "idle")  # scaling and stage are long: --scaling, --stage
 
 # Each preset is a set of flag defaults; flags given on the command line win.
 PRESETS: dict[str, dict[str, Any]] = {
     # The full run: the sizes issue 5 asks for, under 10 minutes on 2 cores.
     "full": {
+        "stage_listeners": 100000,
+        "scaling_sizes": [10, 100, 1000, 10000],
+        "scaling_rooms": [1, 10, 100, 1000],
+        "scaling_load": 10000,
+        "scaling_seconds": 3.0,
         "fanout_members": [200, 1000],
         "fanout_deliveries": [2000, 5000, 10000, 20000, 40000],
         "step_seconds": 3.0,
         "rooms": 100,
         "room_size": 10,
         "room_rate": 5.0,
-        "room_seconds": 6.0,
+        "room_seconds": 5.0,
         "chatter_senders": 50,
         "chatter_seconds": 8.0,
         "idle_levels": [10000, 20000],
         "idle_room_size": 100,
         "idle_settle": 2.0,
-        "idle_max_seconds": 75,
+        "idle_max_seconds": 45,
         "client_processes": 4,
         "drain_timeout": 5.0,
         "reuse_servers": False,
@@ -45,6 +70,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     # For development on a shared machine: every scenario, a few seconds each.
     "small": {
+        "stage_listeners": 5000,
+        "scaling_sizes": [10, 100, 1000],
+        "scaling_rooms": [1, 10, 100],
+        "scaling_load": 2000,
+        "scaling_seconds": 2.0,
         "fanout_members": [50],
         "fanout_deliveries": [500, 2000, 5000],
         "step_seconds": 2.0,
@@ -65,6 +95,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     # CI smoke test: each server started once, every scenario touched.
     "quick": {
+        "stage_listeners": 500,
+        "scaling_sizes": [10, 100],
+        "scaling_rooms": [1, 10],
+        "scaling_load": 1000,
+        "scaling_seconds": 1.5,
         "fanout_members": [20],
         "fanout_deliveries": [200, 1000],
         "step_seconds": 1.5,
@@ -94,6 +129,13 @@ ABOUT = {
     "chatter": "Many senders in one room, each sending its next message only when its own message frame (the "
     "acknowledgement) arrives; then the database is checked for seqs 1..N without gaps. Choir only: the "
     "references store nothing.",
+    "scaling": "How cost grows: the same offered deliveries/s to one room of ever more members (one sender), "
+    "then to ever more rooms of a few members (a sender each, phases spread); a point per size or count, "
+    "one server per target for the whole scenario.",
+    "stage": "A stage room: listeners connect across several Daphne workers from several loopback source "
+    "addresses (127.0.0.2, …), then the room's one conductor, signed in, posts a few messages; connect time, "
+    "RSS per socket over the workers' baseline, and for each post how long until the listeners had it "
+    "(max: the last listener). Choir only.",
     "idle": "Sockets opened (a bounded number of handshakes in flight per client process) and left idle, spread over "
     "rooms; memory of the serving processes over their baseline, and handshake rate. A Choir socket counts as "
     "open once its `hello` arrives.",
@@ -116,12 +158,47 @@ def _names(allowed: tuple[str, ...]) -> Any:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m choir.bench", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("--preset", choices=sorted(PRESETS), default="full")
     p.add_argument("--quick", action="store_const", const="quick", dest="preset", help="the CI smoke preset")
     p.add_argument("--small", action="store_const", const="small", dest="preset", help="a few seconds per scenario")
-    p.add_argument("--targets", type=_names(ALL_TARGETS), default=list(ALL_TARGETS))
-    p.add_argument("--scenarios", type=_names(ALL_SCENARIOS), default=list(ALL_SCENARIOS))
+    p.add_argument(
+        "--targets",
+        type=_names(ALL_TARGETS),
+        help=f"every server to run (default: choir, the references and --peers); from {', '.join(ALL_TARGETS)}",
+    )
+    p.add_argument(
+        "--peers",
+        type=_names(("none", *PEERS)),
+        default=list(PEERS),
+        help="peers beside Choir and the references: ws (Node), socketio (Node), pysocketio (python), or none",
+    )
+    p.add_argument("--node-cache", type=Path, default=NODE_CACHE, help="where npm installs the Node peers' packages")
+    p.add_argument(
+        "--scenarios",
+        type=_names(ALL_SCENARIOS),
+        default=list(DEFAULT_SCENARIOS),
+        help=f"from {', '.join(ALL_SCENARIOS)} (default: all but scaling)",
+    )
+    p.add_argument("--scaling", action="store_true", help="add the scaling scenario (scaling.png)")
+    p.add_argument("--stage", action="store_true", help="add the stage scenario (Choir only; long)")
+    p.add_argument("--stage-listeners", type=int, help="listeners in the stage room (full preset: 100,000)")
+    p.add_argument("--stage-workers", type=int, help="Daphne workers for the stage (default: fit the fd limit)")
+    p.add_argument("--stage-clients", type=int, help="load-generator processes, one loopback source address each")
+    p.add_argument("--stage-posts", type=int, default=5, help="messages the conductor posts")
+    p.add_argument("--stage-interval", type=float, default=3.0, help="seconds between the conductor's posts")
+    p.add_argument("--stage-max-seconds", type=float, default=600, help="stop connecting listeners after this long")
+    p.add_argument("--scaling-sizes", type=_ints, help="room sizes for scaling, e.g. 10,100,1000,10000")
+    p.add_argument("--scaling-rooms", type=_ints, help="numbers of rooms for scaling, e.g. 1,10,100,1000")
+    p.add_argument("--scaling-room-size", type=int, default=10, help="members per room when the rooms multiply")
+    p.add_argument("--scaling-load", type=int, help="offered deliveries/s at every scaling point")
+    p.add_argument("--scaling-seconds", type=float)
+    p.add_argument(
+        "--scaling-targets",
+        type=_names(ALL_TARGETS),
+        default=["choir", *PEERS],
+        help="which of --targets the scaling scenario runs on (default: Choir and the peers)",
+    )
     p.add_argument("--fanout-members", type=_ints, help="room sizes, e.g. 200,1000")
     p.add_argument("--fanout-deliveries", type=_ints, help="offered deliveries/s per step (rate = this / members)")
     p.add_argument("--step-seconds", type=float)
@@ -160,6 +237,11 @@ def parser() -> argparse.ArgumentParser:
 
 def options(argv: list[str] | None) -> argparse.Namespace:
     args = parser().parse_args(argv)
+    for flag in ("scaling", "stage"):
+        if getattr(args, flag) and flag not in args.scenarios:
+            args.scenarios.append(flag)
+    if args.targets is None:
+        args.targets = ["choir", *REFERENCES, *(p for p in args.peers if p != "none")]
     for key, value in PRESETS[args.preset].items():
         if getattr(args, key, None) is None:
             setattr(args, key, value)
@@ -185,6 +267,8 @@ def server_env(args: argparse.Namespace, db: Database, redis: Redis, out: Path) 
         CHOIR_RATE_PER_SECOND="1000000",
         CHOIR_RATE_BURST="1000000",
         CHOIR_MAX_CONNECTIONS_PER_IP="1000000",
+        CHOIR_HANDSHAKE_RATE="1000000",
+        CHOIR_HANDSHAKE_BURST="1000000",
         CHOIR_VAR_DIR=str(out / "var"),
         PYTHONUNBUFFERED="1",
     )
@@ -195,6 +279,9 @@ def rooms_needed(args: argparse.Namespace) -> list[str]:
     slugs = [scenarios.fanout_room(n) for n in args.fanout_members]
     slugs += scenarios.many_rooms(args.rooms) + [scenarios.CHATTER_ROOM]
     slugs += scenarios.idle_rooms(math.ceil(max(args.idle_levels) / args.idle_room_size))
+    if "scaling" in args.scenarios:
+        slugs += [scenarios.scale_room(n) for n in args.scaling_sizes]
+        slugs += scenarios.scale_rooms(max(args.scaling_rooms, default=0))
     return slugs
 
 
@@ -221,13 +308,25 @@ def main(argv: list[str] | None = None) -> int:
             f"and cannot be raised without CAP_SYS_RESOURCE"
         )
         args.idle_levels = [min(level, budget) for level in args.idle_levels]
+    modules = None
+    skipped: dict[str, str] = {}  # peer -> why it did not run
+    if {"ws", "socketio"} & set(args.targets):
+        try:
+            modules = node_modules(args.node_cache, out / "npm.log")
+        except Unavailable as exc:
+            skipped.update({t: f"Node peer skipped: {exc}" for t in args.targets if t in ("ws", "socketio")})
+    if "pysocketio" in args.targets and (why := python_socketio_missing()):
+        skipped["pysocketio"] = f"python-socketio peer skipped: {why}"
+    for name, why in skipped.items():
+        notes.append(f"{name}: {why}")
+    args.targets = [t for t in args.targets if t not in skipped]
     for note in notes:
         log(f"note: {note}")
 
     results: dict[str, Any] = {
         "meta": {
             "started": started.isoformat(timespec="seconds"),
-            "command": "python -m choir.bench " + shlex.join(argv if argv is not None else sys.argv[1:]),
+            "command": "python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:]),
             "preset": args.preset,
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
@@ -238,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
             "p99_limit_ms": args.p99_limit_ms,
             "nofile_limit": hard,
             "notes": notes,
+            "targets": args.targets,
+            "skipped": skipped,
         },
         "scenarios": {},
     }
@@ -254,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
             log(f"creating database {db.name} and {len(rooms_needed(args))} rooms")
             db.recreate()
             db.setup(rooms_needed(args), env, out / "setup.log")
+            if "stage" in args.scenarios:
+                cookie = "sessionid=" + db.stage_conductor(scenarios.STAGE_ROOM, env, out / "setup.log")
         meter.watch("redis", procstat.pids(redis.proc.pid))  # type: ignore[union-attr]
         meter.watch("db", procstat.with_marker(f" {db.name} "))
         meter.watch("clients", procstat.pids())
@@ -265,6 +368,14 @@ def main(argv: list[str] | None = None) -> int:
                 return Raw(out, env)
             if name == "asgi":
                 return BareAsgi(out, env)
+            if name == "ws":
+                assert modules is not None
+                return NodeWs(out, env, modules=modules)
+            if name == "socketio":
+                assert modules is not None
+                return NodeSocketIO(out, env, modules=modules)
+            if name == "pysocketio":
+                return PySocketIO(out, env)
             return TutorialChannels(out, env, redis_url=redis.url)
 
         ctx = scenarios.Context(
@@ -325,9 +436,52 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
 
+        if "scaling" in args.scenarios:
+            plan.append(
+                (
+                    "scaling",
+                    "scaling",
+                    {
+                        "sizes": args.scaling_sizes,
+                        "room_counts": args.scaling_rooms,
+                        "room_size": args.scaling_room_size,
+                        "load": args.scaling_load,
+                        "seconds": args.scaling_seconds,
+                    },
+                    scenarios.scaling,
+                )
+            )
+
+        if "stage" in args.scenarios and "choir" in args.targets:
+            # Each worker holds at most what RLIMIT_NOFILE allows, less room to breathe; so does each client.
+            per_process = max(1000, scenarios.fd_budget() - 1500)
+            stage_workers = args.stage_workers or max(1, math.ceil(args.stage_listeners / per_process))
+            # A client process reads every presence frame its sockets get while the crowd arrives;
+            # 5,000 sockets each keeps the load generators from being the limit (20,000 with four: 213 s).
+            stage_clients = args.stage_clients or max(2, math.ceil(args.stage_listeners / 5000))
+            plan.append(
+                (
+                    "stage",
+                    "stage",
+                    {
+                        "listeners": args.stage_listeners,
+                        "workers": stage_workers,
+                        "client_processes": stage_clients,
+                        "posts": args.stage_posts,
+                        "interval": args.stage_interval,
+                        "max_seconds": args.stage_max_seconds,
+                    },
+                    functools.partial(
+                        scenarios.stage, cookie=cookie, make=lambda workers: Choir(out, env, workers=workers)
+                    ),
+                )
+            )
+
         for key, kind, params, run in plan:
             entry = results["scenarios"][key] = {"kind": kind, "about": ABOUT[kind], "params": params, "targets": {}}
-            names = ["choir"] if kind == "chatter" else args.targets
+            names = ["choir"] if kind in ("chatter", "stage") else args.targets
+            if kind == "scaling":
+                names = [t for t in args.targets if t in args.scaling_targets]
             for name in names:
                 if time.monotonic() - clock > args.max_seconds:
                     notes.append(f"{key} on {name} skipped: the run passed --max-seconds {args.max_seconds:.0f}")

@@ -1,6 +1,6 @@
 """Client worker processes: many real WebSocket clients per process.
 
-The orchestrator (choir.bench.scenarios) drives each worker over a pipe with
+The orchestrator (bench.scenarios) drives each worker over a pipe with
 a few commands: connect sockets, send a step's messages, drain (wait until
 every member has what was sent to its room), close. Every payload carries
 its step, sender, number and send time between `@@` marks, so a receiver
@@ -22,7 +22,13 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 MARK = "@@"
-DIALECTS = ("choir", "raw", "asgi", "channels")
+DIALECTS = ("choir", "raw", "asgi", "channels", "socketio")
+# Socket.IO 4 over a raw WebSocket: Engine.IO v4 with the websocket transport
+# only. The server opens with `0{...}`, the client joins the default namespace
+# with `40` and is live once `40{...}` comes back; events are `42[name, data]`;
+# the server pings with `2` and expects `3`. A client library would cost a
+# thread or a dependency per process for four string checks.
+SOCKETIO_PATH = "/socket.io/?EIO=4&transport=websocket&room={room}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +42,9 @@ class Spec:
     concurrency: int = 64  # handshakes in flight per worker
     open_timeout: float = 30.0
     attempts: int = 5  # handshakes tried per socket before it counts as failed
+    source: str | None = None  # loopback source address (127.0.0.x): a port range of its own
+    cookie: str | None = None  # a Cookie header (the stage's conductor signs in with a session)
+    per_message: bool = False  # keep latencies per message too (the stage: when did the last listener have it?)
 
 
 def payload(step: int, sender: int, n: int, pad: str) -> str:
@@ -47,6 +56,8 @@ def encode(dialect: str, text: str, client_id: str) -> str:
         return json.dumps({"type": "say", "body": text, "client_id": client_id})
     if dialect == "channels":
         return json.dumps({"message": text})
+    if dialect == "socketio":
+        return "42" + json.dumps(["say", text])
     return text  # the raw and bare ASGI servers broadcast text as is
 
 
@@ -70,6 +81,7 @@ class Worker:
         self.senders: list[Member] = []
         self.step = -1
         self.latencies: dict[int, array] = {}
+        self.by_message: dict[int, array] = {}  # message n -> latencies (per_message only)
         self.first_recv: dict[int, float] = {}
         self.last_recv: dict[int, float] = {}
         self.out_of_order = 0
@@ -103,22 +115,18 @@ class Worker:
         sem = asyncio.Semaphore(self.spec.concurrency)
         start = time.time()
         retries_before = self.retries
-        results = await asyncio.gather(*(self._open(room, sem) for room in rooms))
+        results = await asyncio.gather(
+            *(self._open_member(index, room, senders, sem) for index, room in enumerate(rooms))
+        )
         end = time.time()
         opened = failed = 0
         reasons: dict[str, int] = {}
-        for index, (room, result) in enumerate(zip(rooms, results)):
+        for result in results:
             if isinstance(result, str):
                 failed += 1
                 reasons[result] = reasons.get(result, 0) + 1
-                continue
-            opened += 1
-            member = Member(result, room, senders.get(index))
-            self.members.append(member)
-            self.by_room.setdefault(room, []).append(member)
-            if member.sender is not None:
-                self.senders.append(member)
-            self.readers.append(asyncio.ensure_future(self._read(member)))
+            else:
+                opened += 1
         return {
             "opened": opened,
             "failed": failed,
@@ -134,6 +142,7 @@ class Worker:
         """Send one step's messages: `fixed` rate per sender, or `acked` (wait for each ack)."""
         self.step = step
         self.latencies[step] = array("d")
+        self.by_message = {}
         self.pad = "x" * max(0, self.spec.body_bytes - 40)
         run = self._send_fixed if mode == "fixed" else self._send_acked
         counts = await asyncio.gather(*(run(m, step, rate, duration, start_at, stagger) for m in self.senders))
@@ -157,6 +166,7 @@ class Worker:
             "received": got,
             "extra": extra,
             "latencies": self.latencies.get(step, array("d")).tobytes(),
+            "by_message": {n: lat.tobytes() for n, lat in self.by_message.items()},
             "first_recv": self.first_recv.get(step),
             "last_recv": self.last_recv.get(step),
             "out_of_order": self.out_of_order,
@@ -171,6 +181,22 @@ class Worker:
         await asyncio.gather(*(self._close(m) for m in self.members), return_exceptions=True)
 
     # Sockets ---------------------------------------------------------------
+
+    async def _open_member(
+        self, index: int, room: str, senders: dict[int, int], sem: asyncio.Semaphore
+    ) -> Member | str:
+        """Open a socket and start reading it at once: a Socket.IO server closes a socket whose
+        pings go unanswered (25 + 20 s), and connecting a crowd can take longer than that."""
+        result = await self._open(room, sem)
+        if isinstance(result, str):
+            return result
+        member = Member(result, room, senders.get(index))
+        self.members.append(member)
+        self.by_room.setdefault(room, []).append(member)
+        if member.sender is not None:
+            self.senders.append(member)
+        self.readers.append(asyncio.ensure_future(self._read(member)))
+        return member
 
     async def _open(self, room: str, sem: asyncio.Semaphore) -> ClientConnection | str:
         """A live socket, or why not; a refused handshake is retried as a real client would."""
@@ -189,13 +215,20 @@ class Worker:
         return reason
 
     async def _open_once(self, room: str) -> ClientConnection | str:
-        url = f"ws://127.0.0.1:{self.spec.port}/ws/rooms/{room}/"
+        path = SOCKETIO_PATH.format(room=room) if self.spec.dialect == "socketio" else f"/ws/rooms/{room}/"
+        url = f"ws://127.0.0.1:{self.spec.port}{path}"
         # The tutorial stack refuses clients without an Origin; the others need none.
         origin = f"http://127.0.0.1:{self.spec.port}" if self.spec.dialect == "channels" else None
+        extra: dict[str, Any] = {}
+        if self.spec.source is not None:
+            extra["local_addr"] = (self.spec.source, 0)
+        if self.spec.cookie is not None:
+            extra["additional_headers"] = {"Cookie": self.spec.cookie}
         try:
             ws = await connect(
                 url,
                 origin=origin,  # type: ignore[arg-type]
+                **extra,
                 compression=None,
                 ping_interval=None,
                 open_timeout=self.spec.open_timeout,
@@ -214,6 +247,18 @@ class Worker:
             if '"hello"' not in first:
                 await ws.close()
                 return f"no hello: {first[:80]}"
+        elif self.spec.dialect == "socketio":
+            try:
+                opened = await asyncio.wait_for(ws.recv(), self.spec.open_timeout)
+                if not opened.startswith("0"):
+                    raise ValueError(opened[:80])
+                await ws.send("40")
+                joined = await asyncio.wait_for(ws.recv(), self.spec.open_timeout)
+                if not joined.startswith("40"):
+                    raise ValueError(joined[:80])
+            except Exception as exc:
+                await ws.close()
+                return f"no socket.io connect: {exc!r}"[:120]
         return ws
 
     async def _close(self, member: Member) -> None:
@@ -229,7 +274,9 @@ class Worker:
                 now = time.time()
                 start = text.find(MARK)
                 if start < 0:
-                    if text.startswith('{"type":"error"'):
+                    if text == "2":  # Engine.IO ping
+                        await member.ws.send("3")
+                    elif text.startswith('{"type":"error"'):
                         self.errors += 1
                         if member.waiting is not None and not member.waiting[1].done():
                             member.waiting[1].set_result(None)
@@ -245,6 +292,8 @@ class Worker:
                     self.out_of_order += 1
                 member.last_n[sender] = n
                 latencies[step].append(now - float(sent_s))
+                if self.spec.per_message:
+                    self.by_message.setdefault(n, array("d")).append(now - float(sent_s))
                 if step not in first_recv:
                     first_recv[step] = now
                 last_recv[step] = now

@@ -9,7 +9,7 @@ import os
 from choirsite.settings import *  # noqa: F403
 
 ROOT_URLCONF = "choirsite.urls"
-ASGI_APPLICATION = "choir.bench.ref_channels.application"
+ASGI_APPLICATION = "bench.ref_channels.application"
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",

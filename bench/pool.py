@@ -5,7 +5,7 @@ from __future__ import annotations
 import multiprocessing
 from typing import Any
 
-from choir.bench import client
+from bench import client
 
 
 class WorkerDied(RuntimeError):
@@ -15,7 +15,18 @@ class WorkerDied(RuntimeError):
 class ClientPool:
     """N client processes talking to one server; commands go to all of them at once."""
 
-    def __init__(self, *, port: int, dialect: str, processes: int, body_bytes: int, concurrency: int) -> None:
+    def __init__(
+        self,
+        *,
+        port: int,
+        dialect: str,
+        processes: int,
+        body_bytes: int,
+        concurrency: int,
+        sources: list[str] | None = None,
+        cookie: str | None = None,
+        per_message: bool = False,
+    ) -> None:
         # Fork: the orchestrator has imported nothing heavy, and spawning
         # re-imports for a second or so per process.
         ctx = multiprocessing.get_context("fork")
@@ -23,7 +34,16 @@ class ClientPool:
         self.procs = []
         for index in range(processes):
             parent, child = ctx.Pipe()
-            spec = client.Spec(port=port, dialect=dialect, worker=index, body_bytes=body_bytes, concurrency=concurrency)
+            spec = client.Spec(
+                port=port,
+                dialect=dialect,
+                worker=index,
+                body_bytes=body_bytes,
+                concurrency=concurrency,
+                source=sources[index % len(sources)] if sources else None,
+                cookie=cookie,
+                per_message=per_message,
+            )
             proc = ctx.Process(target=client.main, args=(child, spec), name=f"bench-client-{index}", daemon=True)
             proc.start()
             child.close()

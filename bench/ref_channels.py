@@ -3,8 +3,8 @@
 group_add on connect, group_send on receive, a chat_message handler that
 encodes JSON for each member, behind AllowedHostsOriginValidator and
 AuthMiddlewareStack, on the stock RedisChannelLayer. Nothing is stored.
-Run: `daphne choir.bench.ref_channels:application` with
-DJANGO_SETTINGS_MODULE=choir.bench.ref_channels_settings.
+Run: `daphne bench.ref_channels:application` with
+DJANGO_SETTINGS_MODULE=bench.ref_channels_settings.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 from django.core.asgi import get_asgi_application
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "choir.bench.ref_channels_settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.ref_channels_settings")
 django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402

@@ -1,3 +1,0 @@
-from choir.bench.cli import main
-
-raise SystemExit(main())
