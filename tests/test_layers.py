@@ -18,8 +18,8 @@ def module_name(path: Path) -> str:
 
 
 def sources() -> list[Path]:
-    # Migrations are generated; the benchmark is leaving the package (issue 11, item 7).
-    return sorted(p for p in PACKAGE.rglob("*.py") if "migrations" not in p.parts and "bench" not in p.parts)
+    # Migrations are generated.
+    return sorted(p for p in PACKAGE.rglob("*.py") if "migrations" not in p.parts)
 
 
 def resolve(importer: str, is_package: bool, node: ast.ImportFrom) -> str:
