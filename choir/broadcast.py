@@ -66,11 +66,12 @@ def serving_loop() -> asyncio.AbstractEventLoop | None:
 
 async def _asend_quietly(room_id: int, event: events.Event) -> None:
     hub = _this_process_hub()
-    if hub is not None and event.get("type") == events.MESSAGES:
+    if hub is not None and event.get("type") in (events.MESSAGES, events.CHANGE):
         # This process's own sockets hear its messages at once, not by way of
         # Redis: under load the pub/sub round trip and channels-redis' reader
         # added hundreds of milliseconds (issue 5). The hub drops the copy
-        # that comes back from Redis by seq, as it drops any duplicate.
+        # that comes back from Redis by seq (changes: by rev), as it drops
+        # any duplicate.
         await hub.hear({**event, "room_id": room_id, "at": time.time()})
     try:
         await asend(room_id, event)

@@ -25,7 +25,7 @@ from choir.access import Access, Singer, Standing, access_for, singer_for
 from choir.hub import Feed, get_hub
 from choir.models import Room
 from choir.protocol import Close, Code, Refusal
-from choir.selectors import messages_after
+from choir.selectors import changes_between, messages_after, read_seq
 from choir.wire import OPEN, Outgoing
 from choir.writer import settled
 
@@ -41,6 +41,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
     name: str = ""
     client_ip: str = ""
     cursor: int = 0
+    rev: int = 0
     backlog: list[tuple[int, str]] | None = None
     wire: Any = None
     feed: Feed | None = None
@@ -111,12 +112,13 @@ class RoomConsumer(AsyncWebsocketConsumer):
             # A cookie-less guest has no standing to look up: with the room
             # from the hub, the rules need nothing from the database.
             known = await hub.open_room(slug)
+        marker: int | None = None
         if known is not None:
             room = known
             self.singer = singer_for(None, None, requested_name)
             self.access = access_for(room, self.singer, Standing())
         else:
-            room, self.singer, self.access = await database_sync_to_async(_enter)(
+            room, self.singer, self.access, marker = await database_sync_to_async(_enter)(
                 slug, self.scope.get("user"), self.scope.get("session"), requested_name
             )
         self.user_id = self.singer.user_id
@@ -139,19 +141,30 @@ class RoomConsumer(AsyncWebsocketConsumer):
             return await self.shut(Close.FLOODING, over)
 
         after: int | None = None
+        since_rev: int | None = None
         after_error: Refusal | None = None
         try:
             after = protocol.parse_after((query.get("after") or [None])[0])
+            since_rev = protocol.parse_rev((query.get("rev") or [None])[0])
         except ValueError as exc:
-            after_error = Refusal(Code.INVALID, f"ignored ?after=: {exc}")
+            after_error = Refusal(Code.INVALID, f"ignored ?after= and ?rev=: {exc}")
+            after = since_rev = None
 
         self.feed = await hub.join(room, self)
+        changes: list[dict[str, Any]] = []
+        skipped_revs = None
         if after is None:
             # Everything stored after this seq reaches the socket through the
             # hub (broadcast or gap fill), so no database read is needed.
             latest, replay, skipped = self.feed.last_seq, [], None
+            latest_rev = self.feed.last_rev
         else:
-            latest, replay, skipped = await database_sync_to_async(_snapshot)(room, after)
+            latest, replay, skipped, latest_rev, changes, skipped_revs = await database_sync_to_async(_snapshot)(
+                room, after, since_rev
+            )
+        # Changes up to latest_rev are in the snapshot (or the client had
+        # them); the hub writes this socket only later ones (see go_live).
+        self.rev = latest_rev
         online, online_count = await hub.online(self.feed)
         await self.send(
             text_data=protocol.hello_frame(
@@ -162,8 +175,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
                     "can_post": self.access.can_post,
                     "why_not": self.access.why_not_post or None,
                     "conductor": self.access.is_conductor,
+                    "read_seq": marker,
                 },
                 seq=latest,
+                rev=latest_rev,
                 online=online,
                 online_count=online_count,
             )
@@ -179,7 +194,11 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 await self.send(text_data=protocol.encode(frame))
             metrics.REPLAYED_MESSAGES.inc(len(replay))
             self.cursor = max(self.cursor, latest)
-            await self.send(text_data=protocol.synced_frame(latest))
+            if skipped_revs is not None:
+                await self.send(text_data=protocol.truncated_revs_frame(*skipped_revs))
+            for frame in changes:
+                await self.send(text_data=protocol.encode(frame))
+            await self.send(text_data=protocol.synced_frame(latest, latest_rev))
         await hub.go_live(self.feed, self)
         logs.socket_event(self, "connect", after=after)
 
@@ -260,7 +279,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
         # Queued now, in the order the frames came, then settled in the
         # background: the socket reads its next frame without waiting for
         # the store, so one fast client is not capped at one store at a time.
-        future = get_hub().writer.submit(self.feed.room, services.Draft(self.singer, command.body, command.client_id))
+        future = get_hub().writer.submit(
+            self.feed.room, services.Draft(self.singer, command.body, command.client_id, command.reply_to)
+        )
         task = asyncio.ensure_future(self._settle_say(future, command.client_id))
         self.saying.add(task)
         task.add_done_callback(self.saying.discard)
@@ -304,38 +325,74 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def on_ping(self, command: protocol.Ping) -> None:
         await self.send(text_data=protocol.PONG)
 
+    async def on_react(self, command: protocol.React) -> None:
+        assert self.feed is not None
+        reacted = await database_sync_to_async(services.reaction_toggle)(
+            room=self.feed.room, actor=self.singer, seq=command.seq, emoji=command.emoji, on=command.on
+        )
+        if not reacted.changed:
+            # Nothing changed, so nothing is broadcast: the sender still learns the counts.
+            await self.send(text_data=reacted.frame)
+
+    async def on_read(self, command: protocol.Read) -> None:
+        assert self.feed is not None
+        await database_sync_to_async(services.read_mark)(
+            room=self.feed.room, reader=self.singer, seq=command.seq, origin=self.conn_id
+        )
+
     handlers = {
         protocol.Say: on_say,
         protocol.Typing: on_typing,
         protocol.Edit: on_edit,
         protocol.Delete: on_delete,
         protocol.Ping: on_ping,
+        protocol.React: on_react,
+        protocol.Read: on_read,
     }
 
 
-def _enter(slug: str, user: Any, session: Any, requested_name: str | None) -> tuple[Room | None, Singer, Access]:
+def _enter(
+    slug: str, user: Any, session: Any, requested_name: str | None
+) -> tuple[Room | None, Singer, Access, int | None]:
     # The session is read here, in a database thread: loading it may query.
     singer = singer_for(user, session, requested_name)
     room = Room.objects.filter(slug=slug).first()
     if room is None:
-        return None, singer, Access(can_view=False, can_post=False, is_conductor=False, is_member=False, banned=False)
-    return room, singer, access_for(room, singer)
+        return None, singer, Access(can_view=False, can_post=False, is_conductor=False, is_member=False, banned=False), None
+    access = access_for(room, singer)
+    return room, singer, access, read_seq(room, singer.user) if access.can_view else None
 
 
-def _snapshot(room: Room, after: int | None) -> tuple[int, list[dict[str, Any]], tuple[int, int] | None]:
-    """The room's latest seq and, for a resume, what to replay.
+Span = tuple[int, int]
 
-    Returns (latest, messages to replay, (from, to) skipped or None). When more
-    was missed than the replay limit, the newest messages are replayed and the
-    older range is left for the client to page over HTTP.
+
+def _snapshot(
+    room: Room, after: int, since_rev: int | None
+) -> tuple[int, list[dict[str, Any]], Span | None, int, list[dict[str, Any]], Span | None]:
+    """What a resuming socket is owed, read after it joined the hub.
+
+    Returns (latest seq, messages to replay, seqs skipped, latest rev, change
+    frames to replay, revs skipped). Messages after `after` come in their
+    current state; with `since_rev`, so does each message up to `after`
+    whose latest change is newer than `since_rev`, once, in rev order. Past
+    the replay limit the newest are replayed and the older range is left to
+    the history and changes APIs.
     """
-    latest = Room.objects.filter(pk=room.pk).values_list("last_seq", flat=True).first() or 0
-    if after is None or after >= latest:
-        return latest, [], None
+    latest, latest_rev = Room.objects.filter(pk=room.pk).values_list("last_seq", "last_rev").first() or (0, 0)
     limit = settings.CHOIR_REPLAY_LIMIT
+    replay: list[dict[str, Any]] = []
     skipped = None
-    start = after
-    if latest - after > limit:
-        start = latest - limit
-        skipped = (after + 1, start)
-    return latest, messages_after(room, start, limit, upto=latest), skipped
+    if after < latest:
+        start = after
+        if latest - after > limit:
+            start = latest - limit
+            skipped = (after + 1, start)
+        replay = messages_after(room, start, limit, upto=latest)
+    changes: list[dict[str, Any]] = []
+    skipped_revs = None
+    if since_rev is not None and since_rev < latest_rev:
+        changes = changes_between(room.pk, room.slug, since_rev, latest_rev, seq_upto=after, newest=limit + 1)
+        if len(changes) > limit:
+            changes = changes[1:]
+            skipped_revs = (since_rev + 1, changes[0]["rev"] - 1)
+    return latest, replay, skipped, latest_rev, changes, skipped_revs

@@ -60,3 +60,15 @@ def room_changed() -> Event:
 
 def presence(frame: str, joined: list[str], left: list[str]) -> Event:
     return {"type": PRESENCE, "frame": frame, "joined": joined, "left": left}
+
+
+CHANGE = "room.change"  # a message changed: {rev, frame}; hubs deliver in rev order
+READ = "room.read"  # {user_id, origin, frame}: one user's other sockets in the room
+
+
+def change(rev: int, frame: str) -> Event:
+    return {"type": CHANGE, "rev": rev, "frame": frame}
+
+
+def read(user_id: int, origin: str | None, frame: str) -> Event:
+    return {"type": READ, "user_id": user_id, "origin": origin, "frame": frame}

@@ -31,7 +31,7 @@ from choir.conf import settings
 from choir import events, metrics, presence, protocol
 from choir.models import Room
 from choir.ratelimit import TokenBucket
-from choir.selectors import message_range
+from choir.selectors import changes_between, message_range
 from choir.wire import Outgoing
 from choir.writer import Writer
 
@@ -47,7 +47,10 @@ class Listener(Protocol):
     name: str
     client_ip: str
     cursor: int  # highest seq written to this socket
-    backlog: list[tuple[int, str]] | None  # frames held while it replays; None once live
+    rev: int  # highest change rev written to this socket
+    # Frames held while it replays, None once live: (seq, frame) for a
+    # message, (-rev, frame) for a change, (0, frame) for anything else.
+    backlog: list[tuple[int, str]] | None
     base_send: Any
     wire: Any  # Daphne's autobahn protocol object, or None (see choir/wire.py)
 
@@ -60,9 +63,10 @@ class Feed:
     __slots__ = (
         "room", "listeners", "last_seq", "pending", "known_seq", "gap_task",
         "names", "joined", "left", "flush_task", "online_names", "online_at", "roster",
+        "last_rev", "pending_changes", "known_rev", "rev_gap_task",
     )
 
-    def __init__(self, room: Room, last_seq: int) -> None:
+    def __init__(self, room: Room, last_seq: int, last_rev: int = 0) -> None:
         self.room = room
         self.listeners: dict[str, Listener] = {}
         self.last_seq = last_seq  # highest seq delivered here in order
@@ -76,6 +80,11 @@ class Feed:
         self.online_names: set[str] = set()  # the presence store's view, cached briefly
         self.online_at = -1e9
         self.roster: list[str] | None = None  # online_names and names, sorted; None = rebuild
+        # Changes (edits, deletes, reactions) are kept in rev order the same way.
+        self.last_rev = last_rev
+        self.pending_changes: dict[int, str] = {}
+        self.known_rev = last_rev
+        self.rev_gap_task: asyncio.Task | None = None
 
     def set_online(self, names: set[str]) -> None:
         self.online_names = names
@@ -125,6 +134,8 @@ class Hub:
         self._handlers = {
             events.MESSAGES: self._on_messages,
             events.UPDATE: self._on_update,
+            events.CHANGE: self._on_change,
+            events.READ: self._on_read,
             events.PRESENCE: self._on_presence,
             events.TYPING: self._on_typing,
             events.CLOSE: self._on_close,
@@ -187,8 +198,8 @@ class Hub:
                     # Join the group before reading last_seq: anything stored
                     # after the read is then sure to be heard.
                     await self.layer.group_add(events.group_name(room.pk), self.channel_name)
-                    last_seq = await database_sync_to_async(_current_seq)(room.pk)
-                    feed = self.feeds[room.pk] = Feed(room, last_seq)
+                    last_seq, last_rev = await database_sync_to_async(_current_seq)(room.pk)
+                    feed = self.feeds[room.pk] = Feed(room, last_seq, last_rev)
                     self.by_slug[room.slug] = feed
         listener.backlog = []
         feed.listeners[listener.conn_id] = listener
@@ -207,7 +218,12 @@ class Hub:
         """Send what arrived during the replay, then deliver live."""
         backlog, listener.backlog = listener.backlog or [], None
         for seq, frame in backlog:
-            if seq == 0 or seq > listener.cursor:
+            if seq < 0:
+                # A change: skip those the replay already gave (rev <= listener.rev).
+                if -seq > listener.rev:
+                    listener.rev = -seq
+                    await _write(listener, Outgoing(frame))
+            elif seq == 0 or seq > listener.cursor:
                 listener.cursor = max(listener.cursor, seq)
                 await _write(listener, Outgoing(frame))
 
@@ -400,6 +416,81 @@ class Hub:
     async def _on_update(self, feed: Feed, event: events.Event) -> None:
         await self._to_all(feed, event["frame"])
 
+    async def _on_change(self, feed: Feed, event: events.Event) -> None:
+        # Like messages by seq: changes go out in rev order, each once; one
+        # that arrives ahead of a gap waits for it, and a gap that lasts is
+        # filled from the database.
+        rev, frame = event["rev"], event["frame"]
+        if rev <= feed.last_rev:
+            return
+        if rev != feed.last_rev + 1:
+            feed.pending_changes[rev] = frame
+            self.expect_rev(feed, rev)
+            return
+        run = [(rev, frame)]
+        while (early := feed.pending_changes.pop(rev + 1, None)) is not None:
+            rev += 1
+            run.append((rev, early))
+        await self._deliver_changes(feed, run)
+
+    async def _deliver_changes(self, feed: Feed, run: list[tuple[int, str]]) -> None:
+        """Write change frames (rev order, all above feed.last_rev) to every socket not yet past them."""
+        feed.last_rev = run[-1][0]
+        if feed.last_rev > feed.known_rev:
+            feed.known_rev = feed.last_rev
+        for listener in list(feed.listeners.values()):
+            if listener.backlog is not None:
+                listener.backlog.extend((-rev, frame) for rev, frame in run)
+                continue
+            for rev, frame in run:
+                if rev > listener.rev:
+                    listener.rev = rev
+                    await _write(listener, Outgoing(frame))
+
+    def expect_rev(self, feed: Feed, rev: int) -> None:
+        """Note that change `rev` exists; if it is not delivered soon, read the changes."""
+        if rev > feed.known_rev:
+            feed.known_rev = rev
+        if feed.known_rev > feed.last_rev and (feed.rev_gap_task is None or feed.rev_gap_task.done()):
+            feed.rev_gap_task = _spawn(self._fill_rev_gap(feed))
+
+    async def _fill_rev_gap(self, feed: Feed) -> None:
+        await asyncio.sleep(settings.CHOIR_GAP_WAIT)
+        while feed.known_rev > feed.last_rev and self.feeds.get(feed.room.pk) is feed:
+            first, last = feed.last_rev, feed.known_rev
+            try:
+                rows = await database_sync_to_async(changes_between)(feed.room.pk, feed.room.slug, first, last)
+            except Exception:
+                log.warning("change gap fill %s..%s in room %s failed; retrying", first, last, feed.room.pk, exc_info=True)
+                await asyncio.sleep(1.0)
+                continue
+            metrics.GAP_FILLS.inc()
+            # Every rev up to `last` is committed (it was broadcast, or the
+            # room row says so), and the rows are the latest state of every
+            # message changed in between: a rev that is missing was
+            # superseded by a later change of the same message.
+            run = [(row["rev"], protocol.encode(row)) for row in rows if row["rev"] > feed.last_rev]
+            if run:
+                await self._deliver_changes(feed, run)
+            feed.last_rev = max(feed.last_rev, last)
+            feed.pending_changes = {r: f for r, f in feed.pending_changes.items() if r > feed.last_rev}
+            drained = []
+            while (early := feed.pending_changes.pop(feed.last_rev + len(drained) + 1, None)) is not None:
+                drained.append((feed.last_rev + len(drained) + 1, early))
+            if drained:
+                await self._deliver_changes(feed, drained)
+
+    async def _on_read(self, feed: Feed, event: events.Event) -> None:
+        # A read marker moved: only that user's other sockets hear of it.
+        outgoing = Outgoing(event["frame"])
+        for listener in list(feed.listeners.values()):
+            if listener.user_id != event["user_id"] or listener.conn_id == event.get("origin"):
+                continue
+            if listener.backlog is not None:
+                listener.backlog.append((0, event["frame"]))
+            else:
+                await _write(listener, outgoing)
+
     async def _on_presence(self, feed: Feed, event: events.Event) -> None:
         # Other processes' arrivals and departures keep this hub's cached
         # online view current between reads of the presence store.
@@ -495,10 +586,12 @@ class Hub:
                 continue
             try:
                 latest = await database_sync_to_async(_current_seqs)(list(self.feeds))
-                for room_id, seq in latest.items():
+                for room_id, (seq, rev) in latest.items():
                     feed = self.feeds.get(room_id)
                     if feed is not None and seq > feed.last_seq:
                         self.expect(feed, seq)
+                    if feed is not None and rev > feed.last_rev:
+                        self.expect_rev(feed, rev)
                 if time.monotonic() - last_refresh > settings.CHOIR_PRESENCE_TTL / 3:
                     # Keep this process's names from lapsing; a dead process's lapse.
                     last_refresh = time.monotonic()
@@ -526,12 +619,12 @@ def _room_and_members(room_id: int) -> tuple[Room | None, set[int]]:
     return room, set(Membership.objects.filter(room_id=room_id).values_list("user_id", flat=True))
 
 
-def _current_seq(room_id: int) -> int:
-    return Room.objects.filter(pk=room_id).values_list("last_seq", flat=True).first() or 0
+def _current_seq(room_id: int) -> tuple[int, int]:
+    return Room.objects.filter(pk=room_id).values_list("last_seq", "last_rev").first() or (0, 0)
 
 
-def _current_seqs(room_ids: list[int]) -> dict[int, int]:
-    return dict(Room.objects.filter(pk__in=room_ids).values_list("id", "last_seq"))
+def _current_seqs(room_ids: list[int]) -> dict[int, tuple[int, int]]:
+    return {pk: (seq, rev) for pk, seq, rev in Room.objects.filter(pk__in=room_ids).values_list("id", "last_seq", "last_rev")}
 
 
 def _spawn(coroutine: Any) -> asyncio.Task:

@@ -209,16 +209,17 @@ class Message(models.Model):
     # message is shown, never copied, so an edit of the parent costs no
     # update of its replies.
     reply_to = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replies", db_index=False
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replies", db_index=False,
+        editable=False,
     )
     # Usernames mentioned, as shown in frames; Mention rows are what unread
     # counts use.
-    mentions = models.JSONField(default=list, blank=True)
+    mentions = models.JSONField(default=list, blank=True, editable=False)
     # {emoji: count}, kept under the room's row lock by each reaction change,
     # so frames and history pages cost no aggregate query.
-    reactions = models.JSONField(default=dict, blank=True)
+    reactions = models.JSONField(default=dict, blank=True, editable=False)
     # The rev of this message's latest change (0: never changed).
-    rev = models.PositiveBigIntegerField(default=0)
+    rev = models.PositiveBigIntegerField(default=0, editable=False)
 
     objects = MessageManager()
 
@@ -324,20 +325,28 @@ class ModerationAction(models.Model):
 
 
 class Reaction(models.Model):
-    """One person's one emoji on one message."""
+    """One person's one emoji on one message (a guest, where guests may post, by guest_key)."""
 
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="reaction_rows")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="choir_reactions")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="choir_reactions"
+    )
+    guest_key = models.CharField(max_length=64, blank=True, default="")
     emoji = models.CharField(max_length=32)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["message", "user", "emoji"], name="reaction_unique"),
+            models.UniqueConstraint(
+                fields=["message", "user", "emoji"], condition=Q(user__isnull=False), name="reaction_unique"
+            ),
+            models.UniqueConstraint(
+                fields=["message", "guest_key", "emoji"], condition=Q(user__isnull=True), name="reaction_unique_guest"
+            ),
         ]
 
     def __str__(self) -> str:
-        return f"{self.emoji} by {self.user} on {self.message}"
+        return f"{self.emoji} by {self.user or self.guest_key} on {self.message}"
 
 
 class Mention(models.Model):
