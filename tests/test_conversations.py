@@ -534,3 +534,23 @@ def test_around_puts_the_message_in_the_middle(lobby, people):
     assert [m["seq"] for m in client.get("/api/rooms/lobby/messages", {"around": 20, "limit": 5}).json()["messages"]] == [16, 17, 18, 19, 20]
     assert [m["seq"] for m in client.get("/api/rooms/lobby/messages", {"around": 1, "limit": 4}).json()["messages"]] == [1, 2, 3, 4]
     assert client.get("/api/rooms/lobby/messages", {"around": 3, "before": 2}).status_code == 400
+
+
+# Admin ---------------------------------------------------------------------
+
+
+def test_admin_shows_replies_mentions_reactions_and_read_markers(lobby, people, make_user):
+    ann, bob = people["ann"], people["bob"]
+    post(lobby, ann, "the question")
+    reply = services.message_post(room=lobby, singer=singer(bob), body="answer for @ann", reply_to=1).message
+    services.reaction_toggle(room=lobby, actor=singer(bob), seq=1, emoji="🎶", on=True)
+    services.read_mark(room=lobby, reader=singer(ann), seq=2)
+    staff = Client()
+    staff.force_login(make_user("boss", is_staff=True, is_superuser=True))
+    parent_page = staff.get(f"/admin/choir/message/{reply.reply_to_id}/change/").content.decode()
+    assert "answer for @ann" in parent_page and "🎶" in parent_page  # its replies and reactions
+    reply_page = staff.get(f"/admin/choir/message/{reply.pk}/change/").content.decode()
+    assert "#1 ann: the question" in reply_page and "ann" in reply_page
+    assert "🎶" in staff.get("/admin/choir/reaction/").content.decode()
+    markers = staff.get("/admin/choir/readmarker/")
+    assert markers.status_code == 200 and "lobby" in markers.content.decode().lower()
