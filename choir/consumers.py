@@ -2,7 +2,9 @@
 
 Deliveries do not pass through this class: the process hub (choir/fanout)
 writes broadcast frames straight to each socket's seat, so a consumer has no
-channel-layer channel of its own.
+channel-layer channel of its own. Long because the handshake (who, which
+room, resume of messages and changes) and one small handler per client frame
+type belong to the one socket class.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from choir.fanout import Seat, current_hub
 from choir.models import Room
 from choir.protocol import Close, Code, Refusal
 from choir.runtime import current_writer
-from choir.selectors import replay, room_by_slug
+from choir.selectors import Replay, read_seq, replay, room_by_slug
 from choir.wire import OPEN, Outgoing
 from choir.writer import settled
 
@@ -110,12 +112,13 @@ class RoomConsumer(AsyncWebsocketConsumer):
             # A cookie-less guest has no standing to look up: with the room
             # from the hub, the rules need nothing from the database.
             known = await hub.open_room(slug)
+        marker: int | None = None
         if known is not None:
             room = known
             self.singer = singer_for(None, None, requested_name)
             self.access = access_for(room, self.singer, Standing())
         else:
-            room, self.singer, self.access = await database_sync_to_async(_enter)(
+            room, self.singer, self.access, marker = await database_sync_to_async(_enter)(
                 slug, self.scope.get("user"), self.scope.get("session"), requested_name
             )
         self.user_id = self.singer.user_id
@@ -138,19 +141,26 @@ class RoomConsumer(AsyncWebsocketConsumer):
             return await self.shut(Close.FLOODING, over)
 
         after: int | None = None
+        since_rev: int | None = None
         after_error: Refusal | None = None
         try:
             after = protocol.parse_after((query.get("after") or [None])[0])
+            since_rev = protocol.parse_rev((query.get("rev") or [None])[0])
         except ValueError as exc:
-            after_error = Refusal(Code.INVALID, f"ignored ?after=: {exc}")
+            after_error = Refusal(Code.INVALID, f"ignored ?after= and ?rev=: {exc}")
+            after = since_rev = None
 
         seat = self.seat = await hub.join(room, self)
         if after is None:
             # Everything stored after this seq reaches the socket through the
             # hub (broadcast or gap fill), so no database read is needed.
-            latest, missed, skipped = seat.feed.last_seq, [], None
+            owed = Replay(seat.feed.last_seq, seat.feed.changes.last_rev, [], None, [], None)
         else:
-            latest, missed, skipped = await database_sync_to_async(replay)(room, after, settings.CHOIR_REPLAY_LIMIT)
+            owed = await database_sync_to_async(replay)(room, after, settings.CHOIR_REPLAY_LIMIT, since_rev)
+        latest, latest_rev = owed.seq, owed.rev
+        # Changes up to latest_rev are in the replay (or the client had
+        # them); the hub writes this socket only later ones (see go_live).
+        seat.rev = latest_rev
         online, online_count = await hub.online(seat.feed)
         await self.send(
             text_data=protocol.hello_frame(
@@ -161,8 +171,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
                     "can_post": self.access.can_post,
                     "why_not": self.access.why_not_post or None,
                     "conductor": self.access.is_conductor,
+                    "read_seq": marker,
                 },
                 seq=latest,
+                rev=latest_rev,
                 online=online,
                 online_count=online_count,
             )
@@ -172,13 +184,17 @@ class RoomConsumer(AsyncWebsocketConsumer):
         seat.cursor = latest if after is None else min(after, latest)
         if after is not None:
             metrics.REPLAYS.inc()
-            if skipped is not None:
-                await self.send(text_data=protocol.truncated_frame(*skipped))
-            for frame in missed:
+            if owed.skipped is not None:
+                await self.send(text_data=protocol.truncated_frame(*owed.skipped))
+            for frame in owed.messages:
                 await self.send(text_data=protocol.encode(frame))
-            metrics.REPLAYED_MESSAGES.inc(len(missed))
+            metrics.REPLAYED_MESSAGES.inc(len(owed.messages))
             seat.cursor = max(seat.cursor, latest)
-            await self.send(text_data=protocol.synced_frame(latest))
+            if owed.skipped_revs is not None:
+                await self.send(text_data=protocol.truncated_revs_frame(*owed.skipped_revs))
+            for frame in owed.changes:
+                await self.send(text_data=protocol.encode(frame))
+            await self.send(text_data=protocol.synced_frame(latest, latest_rev))
         await hub.go_live(seat)
         logs.socket_event(self, "connect", after=after)
 
@@ -267,7 +283,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
         # Queued now, in the order the frames came, then settled in the
         # background: the socket reads its next frame without waiting for
         # the store, so one fast client is not capped at one store at a time.
-        future = current_writer().submit(self.seat.feed.room, services.Draft(self.singer, command.body, command.client_id))
+        future = current_writer().submit(
+            self.seat.feed.room, services.Draft(self.singer, command.body, command.client_id, command.reply_to)
+        )
         task = asyncio.ensure_future(self._settle_say(future, command.client_id))
         self.saying.add(task)
         task.add_done_callback(self.saying.discard)
@@ -311,19 +329,39 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def on_ping(self, command: protocol.Ping) -> None:
         await self.send(text_data=protocol.PONG)
 
+    async def on_react(self, command: protocol.React) -> None:
+        assert self.seat is not None
+        reacted = await database_sync_to_async(services.reaction_toggle)(
+            room=self.seat.feed.room, actor=self.singer, seq=command.seq, emoji=command.emoji, on=command.on
+        )
+        if not reacted.changed:
+            # Nothing changed, so nothing is broadcast: the sender still learns the counts.
+            await self.send(text_data=reacted.frame)
+
+    async def on_read(self, command: protocol.Read) -> None:
+        assert self.seat is not None
+        await database_sync_to_async(services.read_mark)(
+            room=self.seat.feed.room, reader=self.singer, seq=command.seq, origin=self.conn_id
+        )
+
     handlers = {
         protocol.Say: on_say,
         protocol.Typing: on_typing,
         protocol.Edit: on_edit,
         protocol.Delete: on_delete,
         protocol.Ping: on_ping,
+        protocol.React: on_react,
+        protocol.Read: on_read,
     }
 
 
-def _enter(slug: str, user: Any, session: Any, requested_name: str | None) -> tuple[Room | None, Singer, Access]:
+def _enter(
+    slug: str, user: Any, session: Any, requested_name: str | None
+) -> tuple[Room | None, Singer, Access, int | None]:
     # The session is read here, in a database thread: loading it may query.
     singer = singer_for(user, session, requested_name)
     room = room_by_slug(slug)
     if room is None:
-        return None, singer, Access(can_view=False, can_post=False, is_conductor=False, is_member=False, banned=False)
-    return room, singer, access_for(room, singer)
+        return None, singer, Access(can_view=False, can_post=False, is_conductor=False, is_member=False, banned=False), None
+    access = access_for(room, singer)
+    return room, singer, access, read_seq(room, singer.user) if access.can_view else None

@@ -18,6 +18,8 @@ TYPING: Literal["room.typing"] = "room.typing"
 CLOSE: Literal["room.close"] = "room.close"
 EJECT: Literal["room.eject"] = "room.eject"
 ROOM_CHANGED: Literal["room.changed"] = "room.changed"
+CHANGE: Literal["room.change"] = "room.change"
+READ: Literal["room.read"] = "room.read"
 
 
 class Stamped(TypedDict):
@@ -35,9 +37,26 @@ class Messages(Stamped):
 
 
 class Update(Stamped):
-    """A message edited or deleted."""
+    """A frame for every socket outside any order (v1 edits and deletes went this way)."""
 
     type: Literal["room.update"]
+    frame: str
+
+
+class Change(Stamped):
+    """A message changed (edit, delete, redaction, reaction): hubs deliver these in `rev` order."""
+
+    type: Literal["room.change"]
+    rev: int
+    frame: str
+
+
+class Read(Stamped):
+    """A read marker moved: only that user's other sockets hear it (not `origin`, the socket that read)."""
+
+    type: Literal["room.read"]
+    user_id: int
+    origin: str | None
     frame: str
 
 
@@ -81,7 +100,7 @@ class RoomChanged(Stamped):
     type: Literal["room.changed"]
 
 
-Event = Messages | Update | Presence | Typing | Close | Eject | RoomChanged
+Event = Messages | Update | Change | Read | Presence | Typing | Close | Eject | RoomChanged
 
 
 def group_name(room_id: int) -> str:
@@ -121,3 +140,12 @@ def room_changed() -> RoomChanged:
 
 def presence(frame: str, joined: list[str], left: list[str]) -> Presence:
     return {"type": PRESENCE, "frame": frame, "joined": joined, "left": left}
+
+
+
+def change(rev: int, frame: str) -> Change:
+    return {"type": CHANGE, "rev": rev, "frame": frame}
+
+
+def read(user_id: int, origin: str | None, frame: str) -> Read:
+    return {"type": READ, "user_id": user_id, "origin": origin, "frame": frame}

@@ -1,3 +1,8 @@
+"""Choir's tables: rooms, messages, memberships, sanctions, moderation actions, reactions, mentions and read markers.
+
+Long because Django expects one app's models in one module, and the migrations name them there.
+"""
+
 from __future__ import annotations
 
 from choir.conf import settings
@@ -78,6 +83,22 @@ class RoomManager(models.Manager.from_queryset(RoomQuerySet)):  # type: ignore[m
         return {row[0]: _rules(columns, row[1:]) for row in rows}
 
 
+    def allocate_rev(self, room_id: int) -> int:
+        """Take the room's next rev; must run inside a transaction.
+
+        The UPDATE takes the same row lock as `allocate_seqs`, so changes in
+        one room are serialised and numbered without gaps; a rollback gives
+        the rev back. Works on archived rooms too: moderators still edit there.
+        """
+        table = self.model._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(f"UPDATE {table} SET last_rev = last_rev + 1 WHERE id = %s RETURNING last_rev", [room_id])
+            row = cursor.fetchone()
+        if row is None:
+            raise self.model.DoesNotExist(f"room {room_id} is gone")
+        return row[0]
+
+
 def _rules(columns: list[str], row: tuple) -> dict:
     fresh = dict(zip(columns, row))
     fresh["is_public"] = bool(fresh["is_public"])
@@ -113,6 +134,12 @@ class Room(models.Model):
     )
     created_at = models.DateTimeField(default=timezone.now)
     last_seq = models.PositiveBigIntegerField(default=0, editable=False)
+    # The second gap-free counter (protocol v1.1): every change to an existing
+    # message takes the next rev, under the same row lock as seqs.
+    last_rev = models.PositiveBigIntegerField(default=0, editable=False)
+    reactions_enabled = models.BooleanField(
+        default=True, help_text="In a stage room, listeners may react to messages (those who may post always may)."
+    )
     last_message_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     objects = RoomManager()
@@ -132,7 +159,10 @@ class Room(models.Model):
 
 
 class MessageManager(models.Manager):
-    COLUMNS = ("room_id", "seq", "author_id", "guest_key", "author_name", "body", "client_id", "sent_at")
+    COLUMNS = (
+        "room_id", "seq", "author_id", "guest_key", "author_name", "body", "client_id", "sent_at",
+        "reply_to_id", "mentions", "reactions", "rev",
+    )
 
     def insert_returning_ids(self, messages: list[Message]) -> None:
         """INSERT new messages in one statement and set their ids.
@@ -144,10 +174,14 @@ class MessageManager(models.Manager):
         if not messages:
             return
         adapt = connection.ops.adapt_datetimefield_value
+        adapt_json = connection.ops.adapt_json_value
         row = "(" + ", ".join(["%s"] * len(self.COLUMNS)) + ")"
         params: list = []
         for m in messages:
-            params += [m.room_id, m.seq, m.author_id, m.guest_key, m.author_name, m.body, m.client_id, adapt(m.sent_at)]
+            params += [
+                m.room_id, m.seq, m.author_id, m.guest_key, m.author_name, m.body, m.client_id, adapt(m.sent_at),
+                m.reply_to_id, adapt_json(m.mentions, None), adapt_json(m.reactions, None), 0,
+            ]
         table = self.model._meta.db_table
         with connection.cursor() as cursor:
             cursor.execute(
@@ -176,6 +210,21 @@ class Message(models.Model):
     sent_at = models.DateTimeField(default=timezone.now)
     edited_at = models.DateTimeField(null=True, blank=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
+    # Conversations (protocol v1.1). The parent's excerpt is read when a
+    # message is shown, never copied, so an edit of the parent costs no
+    # update of its replies.
+    reply_to = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replies", db_index=False,
+        editable=False,
+    )
+    # Usernames mentioned, as shown in frames; Mention rows are what unread
+    # counts use.
+    mentions = models.JSONField(default=list, blank=True, editable=False)
+    # {emoji: count}, kept under the room's row lock by each reaction change,
+    # so frames and history pages cost no aggregate query.
+    reactions = models.JSONField(default=dict, blank=True, editable=False)
+    # The rev of this message's latest change (0: never changed).
+    rev = models.PositiveBigIntegerField(default=0, editable=False)
 
     objects = MessageManager()
 
@@ -198,6 +247,16 @@ class Message(models.Model):
             models.Index(fields=["sent_at"], name="message_sent_at"),
             # Retries are looked up by (room, client_id) before a batch is stored.
             models.Index(fields=["room", "client_id"], condition=Q(client_id__isnull=False), name="message_client_id"),
+            # Resume and /changes read a room's changed messages in rev order.
+            models.Index(fields=["room", "rev"], condition=Q(rev__gt=0), name="message_room_rev"),
+            # Unread counts: the live messages after a marker, with their
+            # authors in the index, so counting is an index-only range scan
+            # on PostgreSQL rather than a visit to every row.
+            models.Index(
+                fields=["room", "seq"], include=["author"], condition=Q(deleted_at__isnull=True),
+                name="message_live_seq",
+            ),
+            models.Index(fields=["reply_to"], condition=Q(reply_to__isnull=False), name="message_reply_to"),
         ]
 
     def __str__(self) -> str:
@@ -268,3 +327,63 @@ class ModerationAction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} by {self.actor} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class Reaction(models.Model):
+    """One person's one emoji on one message (a guest, where guests may post, by guest_key)."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="reaction_rows")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="choir_reactions"
+    )
+    guest_key = models.CharField(max_length=64, blank=True, default="")
+    emoji = models.CharField(max_length=32)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["message", "user", "emoji"], condition=Q(user__isnull=False), name="reaction_unique"
+            ),
+            models.UniqueConstraint(
+                fields=["message", "guest_key", "emoji"], condition=Q(user__isnull=True), name="reaction_unique_guest"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.emoji} by {self.user or self.guest_key} on {self.message}"
+
+
+class Mention(models.Model):
+    """A user named in a live message by someone else: what mention counts read.
+
+    Rows are rewritten when the message is edited and removed when it is
+    deleted, so counting never needs to look at the message itself.
+    """
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="mention_rows")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="choir_mentions")
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="+")
+    seq = models.PositiveBigIntegerField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["message", "user"], name="mention_unique")]
+        indexes = [models.Index(fields=["user", "room", "seq"], name="mention_unread")]
+
+    def __str__(self) -> str:
+        return f"@{self.user} in {self.room.slug}#{self.seq}"
+
+
+class ReadMarker(models.Model):
+    """How far one user has read in one room; only ever moves forward."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="choir_read_markers")
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="read_markers")
+    seq = models.PositiveBigIntegerField(default=0)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "room"], name="read_marker_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.user} read {self.room.slug} to {self.seq}"

@@ -10,6 +10,8 @@ urlpatterns = [
     path("rooms/<slug:slug>/moderate", moderation_views.moderate, name="room-moderate"),
     path("api/rooms/", api.rooms, name="api-rooms"),
     path("api/rooms/<slug:slug>/messages", api.room_messages, name="api-room-messages"),
+    path("api/rooms/<slug:slug>/changes", api.room_changes, name="api-room-changes"),
+    path("api/rooms/<slug:slug>/search", api.room_search, name="api-room-search"),
     path("accounts/signup/", views.signup, name="signup"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/desk/", admin.site.admin_view(desk.desk_view), name="choir-desk"),

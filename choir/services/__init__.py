@@ -10,6 +10,8 @@ reports refusals the same way. One module per noun:
 - `rooms`: create, save, archive, reopen, delete; memberships
 - `announcements`: posts from admin, commands and other Django code
 - `audit`: the moderation log, written in the change's own transaction
+- `reactions`: toggle a person's emoji on a message
+- `reads`: move a person's read marker in a room
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from choir.services.moderation import (
     user_ban,
     user_mute,
 )
+from choir.services.reactions import Reacted, may_react, reaction_toggle
+from choir.services.reads import read_mark
 from choir.services.rooms import (
     membership_remove,
     membership_set,
@@ -54,4 +58,5 @@ __all__ = [
     "message_redact", "messages_delete", "room_set_slow_mode", "sanction_lift", "user_ban", "user_mute",
     "membership_remove", "membership_set", "room_archive", "room_create", "room_delete", "room_ensure_lobby",
     "room_reopen", "room_save",
+    "Reacted", "may_react", "reaction_toggle", "read_mark",
 ]

@@ -2,6 +2,10 @@
 
 The socket writer (choir/writer.py) batches posts through `messages_post_many`;
 everything else posts one message with `message_post`.
+
+Long because posting, editing and deleting share one room lock, one check of
+who may change a message and one rev counter; split, each would re-import the
+others' private steps.
 """
 
 from __future__ import annotations
@@ -15,9 +19,9 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from choir import broadcast, events, metrics, protocol
+from choir import broadcast, events, mentions, metrics, protocol
 from choir.access import Access, Singer, Standing, access_for, standing_in
-from choir.models import Message, Room
+from choir.models import Mention, Message, Room
 from choir.protocol import Code, Refusal
 from choir.selectors import message_frame
 from choir.services import audit
@@ -46,6 +50,7 @@ class Draft:
     singer: Singer
     body: str
     client_id: str | None = None
+    reply_to: int | None = None  # seq of the message this answers, in the same room
 
 
 def message_post(
@@ -55,6 +60,7 @@ def message_post(
     body: str,
     client_id: str | None = None,
     announcement: bool = False,
+    reply_to: int | None = None,
 ) -> Posted:
     """Store a message under the room's next seq, then broadcast it.
 
@@ -63,7 +69,7 @@ def message_post(
     a mute) applies at once. Announcements come from staff or code outside
     the socket and skip the posting rules, but still need an open room.
     """
-    outcome = messages_post(room=room, drafts=[Draft(singer, body, client_id)], announcement=announcement)[0]
+    outcome = messages_post(room=room, drafts=[Draft(singer, body, client_id, reply_to)], announcement=announcement)[0]
     if isinstance(outcome, Refusal):
         raise outcome
     return outcome
@@ -93,12 +99,13 @@ def messages_post_many(*, items: list[tuple[Room, Draft]], announcement: bool = 
         except Refusal as refusal:
             outcomes[index] = refusal
     try:
+        context = _Context(items, outcomes)
         todo = [index for index, outcome in enumerate(outcomes) if outcome is None]
         if todo:
             try:
                 # Optimistic: most posts are not retries, and the unique index
                 # catches those that are, so no lookup is paid up front.
-                _store(items, outcomes, todo, announcement)
+                _store(items, outcomes, todo, announcement, context)
             except IntegrityError:
                 # A client_id is already stored (a retry) or just raced in; the
                 # whole transaction, seqs included, rolled back. Answer retries
@@ -109,7 +116,7 @@ def messages_post_many(*, items: list[tuple[Room, Draft]], announcement: bool = 
                 todo = [index for index in todo if outcomes[index] is None]
                 if todo:
                     try:
-                        _store(items, outcomes, todo, announcement)
+                        _store(items, outcomes, todo, announcement, context)
                     except IntegrityError:
                         if len(todo) == 1:
                             raise
@@ -123,6 +130,30 @@ def messages_post_many(*, items: list[tuple[Room, Draft]], announcement: bool = 
             for o, (_, d) in zip(outcomes, items)
         ]
     return outcomes  # type: ignore[return-value]
+
+
+class _Context:
+    """What a batch's messages refer to, read once per batch before the store:
+    the parents of replies (a missing one refuses its draft) and the users
+    that bodies mention (one query whatever the batch size)."""
+
+    def __init__(self, items: list[tuple[Room, Draft]], outcomes: list[Outcome | None]) -> None:
+        self.parents: dict[tuple[int, int], Message] = {}
+        wanted: dict[int, set[int]] = {}
+        for index, (room, draft) in enumerate(items):
+            if outcomes[index] is None and draft.reply_to is not None:
+                wanted.setdefault(room.pk, set()).add(draft.reply_to)
+        for room_id, seqs in wanted.items():
+            for parent in Message.objects.filter(room_id=room_id, seq__in=seqs, deleted_at__isnull=True).order_by():
+                self.parents[room_id, parent.seq] = parent
+        for index, (room, draft) in enumerate(items):
+            if outcomes[index] is None and draft.reply_to is not None and (room.pk, draft.reply_to) not in self.parents:
+                outcomes[index] = Refusal(
+                    Code.NOT_FOUND, f"no message {draft.reply_to} in this room to reply to", ref=draft.client_id
+                )
+        live = [index for index, outcome in enumerate(outcomes) if outcome is None]
+        names, self.user_ids = mentions.resolve(items[index][1].body for index in live)
+        self.mentions: dict[int, list[str]] = dict(zip(live, names))
 
 
 def _person(singer: Singer) -> Any:
@@ -145,7 +176,10 @@ def _answer_retries(items: list[tuple[Room, Draft]], outcomes: list[Outcome | No
                 outcomes[index] = Posted(original, protocol.encode(message_frame(original, room.slug)), created=False)
 
 
-def _store(items: list[tuple[Room, Draft]], outcomes: list[Outcome | None], todo: list[int], announcement: bool) -> None:
+def _store(
+    items: list[tuple[Room, Draft]], outcomes: list[Outcome | None], todo: list[int], announcement: bool,
+    context: _Context,
+) -> None:
     by_room: dict[int, list[int]] = {}
     for index in todo:
         by_room.setdefault(items[index][0].pk, []).append(index)
@@ -185,8 +219,14 @@ def _store(items: list[tuple[Room, Draft]], outcomes: list[Outcome | None], todo
                     body=draft.body,
                     client_id=draft.client_id,
                     sent_at=now,
+                    reply_to=context.parents.get((room_id, draft.reply_to)) if draft.reply_to is not None else None,
+                    mentions=context.mentions.get(index, []),
+                    reactions={},
                 )))
         Message.objects.insert_returning_ids([message for _, message in stored])
+        named = [row for _, m in stored if m.mentions for row in mentions.rows_for(m, m.mentions, context.user_ids)]
+        if named:
+            Mention.objects.bulk_create(named)
         per_room: dict[int, list[tuple[int, str]]] = {}
         for index, message in stored:
             frame = protocol.encode(message_frame(message, message.room.slug))
@@ -285,21 +325,39 @@ def _may_change(message: Message, actor: Singer, room: Room) -> bool:
     return access_for(room, actor).is_conductor
 
 
+def locked_message(room: Room, seq: int) -> tuple[Message, int]:
+    """Take the room's next rev (locking its row) and read the message under that lock.
+
+    Every change to a message goes through here, inside the caller's
+    transaction, so changes to a room are numbered in the order they are
+    stored; raising (not_found, or any refusal) rolls the rev back.
+    """
+    rev = Room.objects.allocate_rev(room.pk)
+    return _find_message(room, seq), rev
+
+
 def message_edit(*, room: Room, actor: Singer, seq: int, body: str, moderator: bool = False) -> Message:
     """Change a message's body: its author, a conductor, or staff (moderator=True)."""
     body = protocol.clean_body(body, ref=None)
     message = _find_message(room, seq)
     if not moderator and not _may_change(message, actor, room):
         raise Refusal(Code.FORBIDDEN, "only the author or a conductor may edit this message")
+    (names,), ids = mentions.resolve([body])
     with transaction.atomic():
+        message, rev = locked_message(room, seq)
         message.body = body
         message.edited_at = timezone.now()
-        message.save(update_fields=["body", "edited_at"])
+        message.mentions = names
+        message.rev = rev
+        message.save(update_fields=["body", "edited_at", "mentions", "rev"])
+        Mention.objects.filter(message=message).delete()
+        Mention.objects.bulk_create(mentions.rows_for(message, names, ids))
         if message.author_id != actor.user_id:
             audit.record(actor, room, "edit", target_user_id=message.author_id, target_seq=seq)
-        broadcast.on_commit(
-            room.pk, events.update(protocol.edited_frame(room=room.slug, seq=seq, body=body, edited_at=message.edited_at))
+        frame = protocol.edited_frame(
+            room=room.slug, seq=seq, body=body, edited_at=message.edited_at, rev=rev, mentions=names
         )
+        broadcast.on_commit(room.pk, events.change(rev, frame))
     return message
 
 
@@ -309,12 +367,17 @@ def message_delete(*, room: Room, actor: Singer, seq: int, moderator: bool = Fal
     if not moderator and not _may_change(message, actor, room):
         raise Refusal(Code.FORBIDDEN, "only the author or a conductor may delete this message")
     with transaction.atomic():
+        message, rev = locked_message(room, seq)
         message.deleted_at = timezone.now()
         message.body = ""
-        message.save(update_fields=["deleted_at", "body"])
+        message.mentions = []
+        message.rev = rev
+        message.save(update_fields=["deleted_at", "body", "mentions", "rev"])
+        # A deleted message no longer counts as a mention of anyone.
+        Mention.objects.filter(message=message).delete()
         if message.author_id != actor.user_id:
             audit.record(actor, room, "delete", target_user_id=message.author_id, target_seq=seq)
-        broadcast.on_commit(room.pk, events.update(protocol.deleted_frame(room=room.slug, seq=seq)))
+        broadcast.on_commit(room.pk, events.change(rev, protocol.deleted_frame(room=room.slug, seq=seq, rev=rev)))
     return message
 
 
