@@ -18,7 +18,7 @@ from django.views.decorators.http import require_POST
 from choir import presence
 from choir.access import SESSION_GUEST_NAME, Access, access_for, clean_guest_name, singer_for
 from choir.models import Room
-from choir.selectors import messages_before, rooms_with_latest, visible_rooms
+from choir.selectors import messages_around, messages_before, rooms_with_latest, visible_rooms
 
 
 def visible_room_or_404(request: HttpRequest, slug: str) -> tuple[Room, Access]:
@@ -43,10 +43,16 @@ def room_list(request: HttpRequest) -> HttpResponse:
 def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
     room, access = visible_room_or_404(request, slug)
     singer = singer_for(request.user, request.session)
-    # ?before= pages back through history without JavaScript.
+    # ?before= pages back through history without JavaScript; ?at= is a
+    # message's permalink: the page around it, the message marked.
     raw_before = request.GET.get("before", "")
     before = int(raw_before) if raw_before.isdigit() and len(raw_before) < 19 else None
-    history = messages_before(room, before, settings.CHOIR_PAGE_MESSAGES)
+    raw_at = request.GET.get("at", "")
+    at = int(raw_at) if raw_at.isdigit() and 0 < len(raw_at) < 19 and before is None else None
+    if at is not None:
+        history = messages_around(room, at, settings.CHOIR_PAGE_MESSAGES)
+    else:
+        history = messages_before(room, before, settings.CHOIR_PAGE_MESSAGES)
     first_seq = history[0]["seq"] if history else (before or 0)
     return render(
         request,
@@ -57,6 +63,7 @@ def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
             "singer": singer,
             "history": history,
             "before": before,
+            "at": at,
             "first_seq": first_seq,
             # Seqs start at 1 and deleted messages keep theirs, so anything
             # above 1 means there is older history.

@@ -554,3 +554,15 @@ def test_admin_shows_replies_mentions_reactions_and_read_markers(lobby, people, 
     assert "🎶" in staff.get("/admin/choir/reaction/").content.decode()
     markers = staff.get("/admin/choir/readmarker/")
     assert markers.status_code == 200 and "lobby" in markers.content.decode().lower()
+
+
+def test_a_permalink_opens_the_room_page_at_the_message_marked_without_javascript(lobby, people, settings):
+    settings.CHOIR_PAGE_MESSAGES = 5
+    ann = people["ann"]
+    for i in range(30):
+        post(lobby, ann, f"note {i + 1}")
+    html = Client().get(lobby.get_absolute_url() + "?at=12").content.decode()
+    assert 'id="m12"' in html and "note 12" in html and 'aria-current="true"' in html
+    assert html.count('aria-current="true"') == 1
+    assert "note 30" not in html and 'id="m10"' in html and 'id="m14"' in html
+    assert "Back to the latest messages" in html
