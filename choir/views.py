@@ -18,7 +18,7 @@ from django.views.decorators.http import require_POST
 from choir import presence
 from choir.access import SESSION_GUEST_NAME, Access, access_for, clean_guest_name, singer_for
 from choir.models import Room
-from choir.selectors import messages_around, messages_before, rooms_with_latest, visible_rooms
+from choir.selectors import add_mine, messages_around, messages_before, read_seq, rooms_with_latest, visible_rooms, with_unread
 
 
 def visible_room_or_404(request: HttpRequest, slug: str) -> tuple[Room, Access]:
@@ -31,7 +31,10 @@ def visible_room_or_404(request: HttpRequest, slug: str) -> tuple[Room, Access]:
 
 
 def room_list(request: HttpRequest) -> HttpResponse:
-    rooms = list(rooms_with_latest(visible_rooms(request.user)).order_by("-status", "title"))
+    rooms_seen = rooms_with_latest(visible_rooms(request.user))
+    if request.user.is_authenticated:
+        rooms_seen = with_unread(rooms_seen, request.user)  # the badges: unread and mentions since the marker
+    rooms = list(rooms_seen.order_by("-status", "title"))
     online = presence.online_counts([room.pk for room in rooms])
     minute_ago = timezone.now() - timedelta(minutes=1)
     for room in rooms:
@@ -43,6 +46,9 @@ def room_list(request: HttpRequest) -> HttpResponse:
 def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
     room, access = visible_room_or_404(request, slug)
     singer = singer_for(request.user, request.session)
+    # Read before the history: a change after this rev is replayed to the
+    # page's socket (?rev=), one the history already shows is harmless.
+    rev = room.last_rev
     # ?before= pages back through history without JavaScript; ?at= is a
     # message's permalink: the page around it, the message marked.
     raw_before = request.GET.get("before", "")
@@ -53,6 +59,9 @@ def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
         history = messages_around(room, at, settings.CHOIR_PAGE_MESSAGES)
     else:
         history = messages_before(room, before, settings.CHOIR_PAGE_MESSAGES)
+    signed_in = request.user.is_authenticated
+    if signed_in:
+        add_mine(history, request.user)
     first_seq = history[0]["seq"] if history else (before or 0)
     return render(
         request,
@@ -64,6 +73,10 @@ def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
             "history": history,
             "before": before,
             "at": at,
+            "rev": rev,
+            # Mentions name users, so only a signed-in reader is ever mentioned.
+            "me_user": singer.name if signed_in else "",
+            "read_seq": read_seq(room, request.user) if signed_in else None,
             "first_seq": first_seq,
             # Seqs start at 1 and deleted messages keep theirs, so anything
             # above 1 means there is older history.
