@@ -66,7 +66,7 @@ def test_links_are_clickable_only_for_http_and_open_safely(chromium, daphne, lob
     post_as(lobby, "ann", "see https://example.com/a_(b), http://example.org. and javascript:alert(1) data:text/html,x")
     tab = open_tab(chromium, server, "/rooms/lobby/")
     tab.wait_state("connected")
-    links = tab.page.eval_on_selector_all("#messages a", "els => els.map(a => [a.getAttribute('href'), a.rel, a.target])")
+    links = tab.page.eval_on_selector_all("#messages .body a", "els => els.map(a => [a.getAttribute('href'), a.rel, a.target])")
     assert links == [
         ["https://example.com/a_(b)", "noopener noreferrer nofollow", "_blank"],
         ["http://example.org/", "noopener noreferrer nofollow", "_blank"],
