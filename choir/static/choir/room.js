@@ -359,7 +359,7 @@ class RoomPage {
     if (!chips.length || li.classList.contains("deleted")) return;
     const row = el("p", { class: "reactions" });
     for (const [emoji, count] of chips) {
-      const chip = el("button", { type: "button", class: `chip${mine.has(emoji) ? " mine" : ""}` }, `${emoji} `, el("span", { class: "n", text: String(count) }));
+      const chip = el("button", { type: "button", class: `chip${mine.has(emoji) ? " mine" : ""}` }, el("span", { class: "emoji", text: emoji }), el("span", { class: "n", text: String(count) }));
       chip.dataset.emoji = emoji;
       chip.setAttribute("aria-pressed", mine.has(emoji) ? "true" : "false");
       chip.setAttribute("aria-label", `${emoji} ${count}${mine.has(emoji) ? ", yours" : ""}`);
@@ -399,7 +399,7 @@ class RoomPage {
     const seq = Number(li.dataset.seq);
     const picker = el("span", { class: "picker", role: "group", "aria-label": "Pick a reaction" });
     for (const emoji of PICKER) {
-      const choice = el("button", { type: "button", class: "small quiet", text: emoji });
+      const choice = el("button", { type: "button", class: "small quiet emoji", text: emoji });
       choice.setAttribute("aria-label", `React with ${emoji}`);
       choice.addEventListener("click", () => {
         picker.remove();
