@@ -94,7 +94,13 @@ CHANGE_FIELDS = ("seq", "rev", "body", "edited_at", "deleted_at", "reactions", "
 
 
 def changes_between(
-    room_id: int, room_slug: str, after_rev: int, upto_rev: int, *, seq_upto: int | None = None, newest: int | None = None
+    room_id: int,
+    room_slug: str,
+    after_rev: int,
+    upto_rev: int,
+    *,
+    seq_upto: int | None = None,
+    newest: int | None = None,
 ) -> list[dict[str, Any]]:
     """Change frames of messages whose latest change has after_rev < rev <= upto_rev, in rev order.
 
@@ -128,9 +134,8 @@ def add_mine(messages: list[dict[str, Any]], user: Any) -> list[dict[str, Any]]:
     """Give each message of a page `mine`: the caller's own reactions (one query)."""
     ids = [m["id"] for m in messages]
     mine: dict[int, list[str]] = {}
-    for message_id, emoji in (
-        Reaction.objects.filter(user=user, message_id__in=ids).order_by("created_at", "id").values_list("message_id", "emoji")
-    ):
+    rows = Reaction.objects.filter(user=user, message_id__in=ids).order_by("created_at", "id")
+    for message_id, emoji in rows.values_list("message_id", "emoji"):
         mine.setdefault(message_id, []).append(emoji)
     for message in messages:
         message["mine"] = [] if message["deleted"] else mine.get(message["id"], [])

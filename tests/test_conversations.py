@@ -13,7 +13,7 @@ from django.test import Client
 
 from choir import protocol, services
 from choir.access import Singer
-from choir.models import Mention, Message, Reaction, ReadMarker, Room
+from choir.models import Mention, Message, Reaction, Room
 from choir.protocol import Refusal
 from tests.support import connect
 
