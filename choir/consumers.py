@@ -18,7 +18,7 @@ from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from choir.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, connection, transaction
 
 from choir import logs, metrics, presence, protocol, services
 from choir.access import Access, Singer, Standing, access_for, singer_for
@@ -377,7 +377,29 @@ def _snapshot(
     whose latest change is newer than `since_rev`, once, in rev order. Past
     the replay limit the newest are replayed and the older range is left to
     the history and changes APIs.
+
+    Every read sees the database at one moment (below), so a message whose
+    change at rev r <= latest rev is followed by another at r' > latest rev
+    is replayed as it was at r, and r' then reaches the socket live: read
+    apart, the row would say r' and the replay would skip it, losing r.
     """
+    with transaction.atomic():
+        if connection.vendor == "postgresql" and not _inside_test_transaction():
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        # (SQLite: an IMMEDIATE transaction already keeps writers out meanwhile.)
+        return _snapshot_reads(room, after, since_rev)
+
+
+def _inside_test_transaction() -> bool:
+    # An enclosing atomic block (a test's) has already begun the transaction,
+    # and PostgreSQL only takes an isolation level before the first query.
+    return len(connection.atomic_blocks) > 1
+
+
+def _snapshot_reads(
+    room: Room, after: int, since_rev: int | None
+) -> tuple[int, list[dict[str, Any]], Span | None, int, list[dict[str, Any]], Span | None]:
     latest, latest_rev = Room.objects.filter(pk=room.pk).values_list("last_seq", "last_rev").first() or (0, 0)
     limit = settings.CHOIR_REPLAY_LIMIT
     replay: list[dict[str, Any]] = []

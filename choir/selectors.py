@@ -97,18 +97,20 @@ def changes_between(
     room_id: int,
     room_slug: str,
     after_rev: int,
-    upto_rev: int,
+    upto_rev: int | None,
     *,
     seq_upto: int | None = None,
     newest: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Change frames of messages whose latest change has after_rev < rev <= upto_rev, in rev order.
+    """Change frames of messages whose latest change has after_rev < rev (<= upto_rev), in rev order.
 
     With `seq_upto`, only messages the client already has; with `newest`,
     only the last that many changes (resume replays the newest and leaves
     the older ones to the changes API).
     """
-    rows = Message.objects.filter(room_id=room_id, rev__gt=after_rev, rev__lte=upto_rev)
+    rows = Message.objects.filter(room_id=room_id, rev__gt=after_rev)
+    if upto_rev is not None:
+        rows = rows.filter(rev__lte=upto_rev)
     if seq_upto is not None:
         rows = rows.filter(seq__lte=seq_upto)
     if newest is not None:
