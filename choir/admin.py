@@ -141,7 +141,9 @@ class MessageAdmin(admin.ModelAdmin):
         parent = message.reply_to
         if parent is None:
             return "-"
-        return f"#{parent.seq} {parent.author_name}: {parent.body[:80]}" if parent.deleted_at is None else f"#{parent.seq} (deleted)"
+        if parent.deleted_at is not None:
+            return f"#{parent.seq} (deleted)"
+        return f"#{parent.seq} {parent.author_name}: {parent.body[:80]}"
 
     @admin.display(description="replies")
     def replies(self, message: Message) -> str:

@@ -20,7 +20,7 @@ from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from choir.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, connection, transaction
 
 from choir import logs, metrics, presence, protocol, services
 from choir.access import Access, Singer, Standing, access_for, singer_for

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -95,15 +95,23 @@ CHANGE_FIELDS = ("seq", "rev", "body", "edited_at", "deleted_at", "reactions", "
 
 
 def changes_between(
-    room_id: int, room_slug: str, after_rev: int, upto_rev: int, *, seq_upto: int | None = None, newest: int | None = None
+    room_id: int,
+    room_slug: str,
+    after_rev: int,
+    upto_rev: int | None,
+    *,
+    seq_upto: int | None = None,
+    newest: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Change frames of messages whose latest change has after_rev < rev <= upto_rev, in rev order.
+    """Change frames of messages whose latest change has after_rev < rev (<= upto_rev), in rev order.
 
     With `seq_upto`, only messages the client already has; with `newest`,
     only the last that many changes (resume replays the newest and leaves
     the older ones to the changes API).
     """
-    rows = Message.objects.filter(room_id=room_id, rev__gt=after_rev, rev__lte=upto_rev)
+    rows = Message.objects.filter(room_id=room_id, rev__gt=after_rev)
+    if upto_rev is not None:
+        rows = rows.filter(rev__lte=upto_rev)
     if seq_upto is not None:
         rows = rows.filter(seq__lte=seq_upto)
     if newest is not None:
@@ -129,9 +137,8 @@ def add_mine(messages: list[dict[str, Any]], user: Any) -> list[dict[str, Any]]:
     """Give each message of a page `mine`: the caller's own reactions (one query)."""
     ids = [m["id"] for m in messages]
     mine: dict[int, list[str]] = {}
-    for message_id, emoji in (
-        Reaction.objects.filter(user=user, message_id__in=ids).order_by("created_at", "id").values_list("message_id", "emoji")
-    ):
+    rows = Reaction.objects.filter(user=user, message_id__in=ids).order_by("created_at", "id")
+    for message_id, emoji in rows.values_list("message_id", "emoji"):
         mine.setdefault(message_id, []).append(emoji)
     for message in messages:
         message["mine"] = [] if message["deleted"] else mine.get(message["id"], [])
@@ -292,7 +299,27 @@ def replay(room: Room, after: int, limit: int, since_rev: int | None = None) -> 
     `since_rev`, once, in rev order (without it, no changes: version 1).
     Past `limit` the newest are replayed and the older range is left to the
     history and changes APIs.
+
+    Every read sees the database at one moment, so a message whose change at
+    rev r <= latest rev is followed by another at r' > latest rev is replayed
+    as it was at r, and r' then reaches the socket live: read apart, the row
+    would say r' and the replay would skip it, losing r.
     """
+    with transaction.atomic():
+        if connection.vendor == "postgresql" and not _inside_test_transaction():
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        # (SQLite: an IMMEDIATE transaction already keeps writers out meanwhile.)
+        return _replay_reads(room, after, limit, since_rev)
+
+
+def _inside_test_transaction() -> bool:
+    # An enclosing atomic block (a test's) has already begun the transaction,
+    # and PostgreSQL only takes an isolation level before the first query.
+    return len(connection.atomic_blocks) > 1
+
+
+def _replay_reads(room: Room, after: int, limit: int, since_rev: int | None) -> Replay:
     latest, latest_rev = current_seq_rev(room.pk)
     messages: list[protocol.MessageObject] = []
     skipped = None

@@ -13,7 +13,7 @@ from django.test import Client
 
 from choir import protocol, services
 from choir.access import Singer
-from choir.models import Mention, Message, Reaction, ReadMarker, Room
+from choir.models import Mention, Message, Reaction, Room
 from choir.protocol import Refusal
 from tests.support import connect
 
@@ -202,6 +202,48 @@ async def test_a_change_replayed_in_the_snapshot_is_not_sent_again(lobby, people
     await sock.close()
 
 
+async def test_a_message_changed_again_while_the_snapshot_is_read_loses_neither_change(lobby, people):
+    """Edited at rev 1 before the resume; reacted to at rev 2 in the middle of its reads.
+
+    Read apart, the room row says rev 1 and the message row says rev 2: the
+    replay would skip it and the socket would get only the reaction, never
+    the edit. Read at one moment, the edit is replayed and the reaction
+    comes live.
+    """
+    import threading
+
+    from choir import selectors
+
+    ann, bob = people["ann"], people["bob"]
+    await db(post)(lobby, ann, "one")
+    await db(post)(lobby, ann, "two")
+    await db(services.message_edit)(room=lobby, actor=singer(ann), seq=1, body="one, edited")
+    real = selectors.changes_between
+
+    def react_meanwhile(*args, **kwargs):
+        # On another connection, committed between the snapshot's reads (on
+        # SQLite it waits for the snapshot's transaction, then comes live).
+        worker = threading.Thread(
+            target=lambda: services.reaction_toggle(room=lobby, actor=singer(bob), seq=1, emoji="👀", on=True)
+        )
+        worker.start()
+        worker.join(timeout=1.0)
+        return real(*args, **kwargs)
+
+    selectors.changes_between = react_meanwhile
+    try:
+        sock = await connect("lobby", query="after=2&rev=0")
+    finally:
+        selectors.changes_between = real
+    edited = await sock.expect("edited")
+    assert (edited["seq"], edited["rev"], edited["body"]) == (1, 1, "one, edited")
+    assert (await sock.expect("synced"))["rev"] == 1
+    reacted = await sock.expect("reactions", timeout=25)
+    assert (reacted["rev"], reacted["counts"]) == (2, {"👀": 1})
+    await sock.nothing(0.5)
+    await sock.close()
+
+
 async def test_the_hub_writes_changes_in_rev_order_and_fills_a_lasting_gap(lobby, people):
     from choir.fanout import Feed, Seat
 
@@ -210,6 +252,8 @@ async def test_the_hub_writes_changes_in_rev_order_and_fills_a_lasting_gap(lobby
         await db(post)(lobby, ann, f"m{i}")
     for seq, body in ((1, "a"), (2, "b"), (3, "c"), (1, "d"), (2, "e")):  # revs 1..5
         await db(services.message_edit)(room=lobby, actor=singer(ann), seq=seq, body=body)
+    # Rev 6: message 1, edited at lost rev 4, changes again before the gap is filled.
+    await db(services.reaction_toggle)(room=lobby, actor=singer(ann), seq=1, emoji="👌", on=True)
 
     class Fake:
         conn_id, user_id, is_staff, name, client_ip, wire = "f", None, False, "f", "?", None
@@ -235,7 +279,7 @@ async def test_the_hub_writes_changes_in_rev_order_and_fills_a_lasting_gap(lobby
         await feed.changes.hear(1, "c1")
         await feed.changes.hear(2, "c2")
         assert fake.sent == ["c1", "c2", "c3"]
-        # Rev 4's broadcast is lost: rev 5 waits, then the database fills in both.
+        # Rev 4's broadcast is lost: rev 5 waits, then the database fills in.
         await feed.changes.hear(5, "c5")
         assert fake.sent == ["c1", "c2", "c3"]
         for _ in range(100):
@@ -243,8 +287,12 @@ async def test_the_hub_writes_changes_in_rev_order_and_fills_a_lasting_gap(lobby
                 break
             await asyncio.sleep(0.05)
         filled = [protocol.json.loads(text) for text in fake.sent[3:]]
-        assert [(f["type"], f["seq"], f["rev"], f["body"]) for f in filled] == [("edited", 1, 4, "d"), ("edited", 2, 5, "e")]
-        assert feed.changes.last_rev == 5 and feed.changes.pending == {}
+        # Message 1 comes with its whole state at rev 6: the edit of rev 4 is not lost.
+        assert [(f["type"], f["seq"], f["rev"], f["body"]) for f in filled] == [("edited", 2, 5, "e"), ("edited", 1, 6, "d")]
+        assert filled[1]["reactions"] == {"👌": 1}
+        assert feed.changes.last_rev == 6 and feed.changes.pending == {}
+        await feed.changes.hear(6, "c6")  # its broadcast, late: already delivered
+        assert len(fake.sent) == 5
     finally:
         feed.cancel_tasks()
 

@@ -80,19 +80,23 @@ class Changes:
         while self.known_rev > self.last_rev and feed.served(feed):
             first, last = self.last_rev, self.known_rev
             try:
-                rows = await database_sync_to_async(changes_between)(feed.room.pk, feed.room.slug, first, last)
+                # Every change past `first`, with no upper bound, in one
+                # statement: a message changed in the gap and again since
+                # shows only its later rev, so a bound would lose it. Revs
+                # are taken under the room's lock in commit order, so what
+                # one statement sees is every change up to the highest it
+                # returns (a rev that is missing was superseded).
+                rows = await database_sync_to_async(changes_between)(feed.room.pk, feed.room.slug, first, None)
             except Exception:
                 log.warning("change gap fill %s..%s in room %s failed; retrying", first, last, feed.room.pk, exc_info=True)
                 await asyncio.sleep(1.0)
                 continue
             metrics.GAP_FILLS.inc()
-            # Every rev up to `last` is committed (it was broadcast, or the
-            # room row says so), and the rows are the latest state of every
-            # message changed in between: a rev that is missing was
-            # superseded by a later change of the same message.
             run = [(row["rev"], protocol.encode(row)) for row in rows if row["rev"] > self.last_rev]
             if run:
                 await self.deliver(run)
+            # `last` is committed (broadcast, or read from the room row), so
+            # the statement saw it, or the later change that superseded it.
             self.last_rev = max(self.last_rev, last)
             self.pending = {r: f for r, f in self.pending.items() if r > self.last_rev}
             drained: list[tuple[int, str]] = []

@@ -74,7 +74,9 @@ def reaction_toggle(*, room: Room, actor: Singer, seq: int, emoji: str, on: bool
         if not changed:
             Room.objects.filter(pk=room.pk).update(last_rev=F("last_rev") - 1)  # still locked: no gap
             frame = protocol.encode(
-                protocol.reactions_object(room=room.slug, seq=seq, rev=message.rev, counts=message.reactions, emoji=emoji, on=on)
+                protocol.reactions_object(
+                    room=room.slug, seq=seq, rev=message.rev, counts=message.reactions, emoji=emoji, on=on
+                )
             )
             return Reacted(seq, message.rev, message.reactions, False, frame)
         counts = {
