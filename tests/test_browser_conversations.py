@@ -27,6 +27,13 @@ def no_script_errors(*tabs) -> None:
         assert tab.dialogs == [], f"a dialog opened: {tab.dialogs}"
 
 
+IN_VIEW = """id => {
+  const box = document.getElementById(id).getBoundingClientRect();
+  const view = document.getElementById('scroller').getBoundingClientRect();
+  return box.top >= view.top - 1 && box.bottom <= view.bottom + 1;
+}"""
+
+
 def chip(tab, seq: int, emoji: str):
     return tab.page.locator(f"#m{seq} .reactions .chip[data-emoji='{emoji}']")
 
@@ -181,6 +188,9 @@ def test_search_finds_and_jumps_to_a_result_in_context(chromium, daphne, lobby, 
     tab.page.wait_for_selector("#m1.at[aria-current='true']", timeout=WAIT_MS)
     assert tab.page.locator("#m1 .body").inner_text() == "the harmony in bar twelve is hard"
     tab.wait_state("connected")
+    tab.page.wait_for_selector("#m32", timeout=WAIT_MS)  # the page continues after its own history
+    # ...without scrolling the reader away from the message the link is for.
+    assert tab.page.evaluate(IN_VIEW, "m1")
     tab.screenshot("conversation-permalink.png")
     no_script_errors(tab)
 

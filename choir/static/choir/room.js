@@ -149,6 +149,8 @@ class RoomPage {
     // A permalink opens at its message; a returning reader at the first unread; anyone else at the end.
     const target = (this.at && this.seqs.get(this.at)) || $("unread-divider");
     if (target) {
+      // Held there: what arrives next does not scroll the reader away (see message()).
+      this.hold = true;
       target.scrollIntoView({ block: "center" });
       if (this.at) this.seqs.get(this.at)?.focus?.();
     } else {
@@ -445,7 +447,8 @@ class RoomPage {
     const li = this.build(message);
     this.insert(li, message.seq);
     this.regroupSoon();
-    if (mine || wasNearBottom) this.scrollToBottom();
+    if (mine) this.hold = false;
+    if (mine || (wasNearBottom && !this.hold)) this.scrollToBottom();
     else this.jump.hidden = false;
     if (live && !mine && !message.deleted) {
       this.announce(`${message.author}: ${message.body}`);
@@ -868,11 +871,19 @@ class RoomPage {
 
   bindScrolling() {
     this.jump.addEventListener("click", () => {
+      this.hold = false;
       this.scrollToBottom();
       this.textarea?.focus();
     });
+    // Only the reader's own scrolling to the end lets new messages scroll the page again.
+    for (const kind of ["wheel", "touchmove", "keydown"]) {
+      this.scroller.addEventListener(kind, () => (this.userScrolled = true), { passive: true });
+    }
     this.scroller.addEventListener("scroll", () => {
-      if (this.nearBottom()) this.jump.hidden = true;
+      if (this.nearBottom() && (this.userScrolled || !this.hold)) {
+        this.jump.hidden = true;
+        this.hold = false;
+      }
       if (!this.scrollQueued) {
         this.scrollQueued = true;
         requestAnimationFrame(() => {
