@@ -127,6 +127,36 @@ def test_a_mention_is_highlighted_for_the_person_mentioned(chromium, daphne, lob
     no_script_errors(a, b)
 
 
+# The tab is hidden and its reader allowed notifications: a stand-in for the
+# Notification API records what the page shows.
+HIDDEN_AND_ALLOWED = """
+Object.defineProperty(document, "hidden", { get: () => true });
+window.shown = [];
+window.Notification = class {
+  static permission = "granted";
+  static requestPermission() { return Promise.resolve("granted"); }
+  constructor(title, options) { window.shown.push([title, options.body]); }
+};
+"""
+
+
+def test_a_mention_in_a_hidden_tab_becomes_a_notification(chromium, daphne, lobby, make_user):
+    server = daphne()
+    alice, bob = make_user("alice"), make_user("bob")
+    a = open_tab(chromium, server, "/rooms/lobby/", user=alice)
+    b = open_tab(chromium, server, "/", user=bob)
+    b.page.add_init_script(HIDDEN_AND_ALLOWED)
+    b.goto("/rooms/lobby/")
+    a.wait_state("connected")
+    b.wait_state("connected")
+    a.say("no mention here")
+    a.say("@bob the descant, please")
+    b.wait_body("@bob the descant, please")
+    b.page.wait_for_function("() => window.shown.length > 0", timeout=WAIT_MS)
+    assert b.page.evaluate("() => window.shown") == [["alice mentioned you in Lobby · Choir", "@bob the descant, please"]]
+    no_script_errors(a, b)
+
+
 def test_the_unread_badge_drops_after_reading(chromium, daphne, lobby, make_user):
     server = daphne()
     alice, bob = make_user("alice"), make_user("bob")
