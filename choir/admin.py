@@ -14,11 +14,14 @@ from django.contrib import admin, messages
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html_join
+from django.utils.safestring import mark_safe
 
 from choir import presence, services
 from choir.access import ANNOUNCE, MODERATE_ANY_ROOM, may_conduct
 from choir.admin_support import confirmed, staff_singer
-from choir.models import Membership, Message, ModerationAction, Room, Sanction
+from choir.models import Membership, Message, ModerationAction, Reaction, ReadMarker, Room, Sanction
 from choir.protocol import Refusal
 
 
@@ -64,7 +67,7 @@ class RoomAdmin(admin.ModelAdmin):
     prepopulated_fields = {"slug": ["title"]}
     inlines = [MembershipInline]
     actions = ["archive_rooms", "reopen_rooms", "announce"]
-    readonly_fields = ["last_seq", "last_message_at"]
+    readonly_fields = ["last_seq", "last_message_at", "last_rev"]
 
     def get_queryset(self, request: HttpRequest):
         return super().get_queryset(request).annotate(message_total=Count("messages"))
@@ -156,6 +159,38 @@ class MessageAdmin(ModerateAnyRoom, admin.ModelAdmin):
     list_select_related = ["room"]
     readonly_fields = ["room", "seq", "author", "guest_key", "author_name", "client_id", "sent_at", "edited_at", "deleted_at"]
     actions = ["delete_selected_messages", "redact_selected_messages"]
+    # Conversations (v1.1): what it answers, who it names, its reactions and replies.
+    # Read-only fields rather than inlines: an inline formset would make every
+    # save of the form (and its existing tests) carry management data.
+    readonly_fields += ["answers", "replies", "mentions", "who_reacted", "rev"]
+
+    @admin.display(description="reply to")
+    def answers(self, message: Message) -> str:
+        parent = message.reply_to
+        if parent is None:
+            return "-"
+        if parent.deleted_at is not None:
+            return f"#{parent.seq} (deleted)"
+        return f"#{parent.seq} {parent.author_name}: {parent.body[:80]}"
+
+    @admin.display(description="replies")
+    def replies(self, message: Message) -> str:
+        rows = message.replies.order_by("seq").values_list("pk", "seq", "author_name", "body")[:50]
+        if not rows:
+            return "-"
+        return format_html_join(
+            mark_safe("<br>"), '<a href="{}">#{} {}</a>: {}',
+            ((reverse("admin:choir_message_change", args=[pk]), seq, name, body[:80]) for pk, seq, name, body in rows),
+        )
+
+    @admin.display(description="reactions")
+    def who_reacted(self, message: Message) -> str:
+        rows = message.reaction_rows.select_related("user").order_by("emoji", "created_at")[:200]
+        if not rows:
+            return "-"
+        return format_html_join(
+            mark_safe("<br>"), "{} {}", ((r.emoji, r.user.get_username() if r.user else r.guest_key) for r in rows)
+        )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # messages are posted through rooms (or the announce action)
@@ -318,6 +353,42 @@ class ModerationActionAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+@admin.register(Reaction)
+class ReactionAdmin(admin.ModelAdmin):
+    """Who reacted with what; toggled only by people in the room."""
+
+    list_display = ["emoji", "message", "user", "guest_key", "created_at"]
+    list_filter = ["message__room"]
+    search_fields = ["emoji", "user__username", "message__room__slug"]
+    list_select_related = ["message__room", "user"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+@admin.register(ReadMarker)
+class ReadMarkerAdmin(admin.ModelAdmin):
+    """How far each person has read each room (moved only by their `read` frames)."""
+
+    list_display = ["user", "room", "seq", "room_seq", "updated_at"]
+    list_filter = ["room"]
+    search_fields = ["user__username", "room__slug"]
+    list_select_related = ["room", "user"]
+
+    @admin.display(description="room's latest seq")
+    def room_seq(self, marker: ReadMarker) -> int:
+        return marker.room.last_seq
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
 
 

@@ -20,7 +20,19 @@ from choir.access import Singer, access_for, display_name, singer_for
 from choir.models import Room
 from choir.numbers import NotAWholeNumber, whole_number
 from choir.protocol import Code, Refusal
-from choir.selectors import message_frame, messages_after, messages_before, visible_rooms
+from choir.selectors import (
+    add_mine,
+    changed_messages,
+    message_frame,
+    messages_after,
+    messages_around,
+    messages_before,
+    search_messages,
+    visible_rooms,
+    with_unread,
+)
+
+SEARCH_WORDS_MAX = 200  # characters of a search query
 
 
 def _error(status: int, code: str, detail: str) -> JsonResponse:
@@ -65,9 +77,12 @@ def rooms(request: HttpRequest) -> JsonResponse:
         singer, grant = caller(request)
     except Unauthorized as exc:
         return unauthorized(str(exc))
-    listed = visible_rooms(singer.user)
+    listed = visible_rooms(singer.user).order_by("title")
     if grant is not None and grant.room_ids is not None:
         listed = listed.filter(pk__in=grant.room_ids)
+    signed_in = singer.user is not None
+    if signed_in:
+        listed = with_unread(listed, singer.user)
     return JsonResponse(
         {
             "rooms": [
@@ -82,33 +97,61 @@ def rooms(request: HttpRequest) -> JsonResponse:
                     "seq": room.last_seq,
                     "last_message_at": room.last_message_at.isoformat() if room.last_message_at else None,
                     "url": room.get_absolute_url(),
+                    **(
+                        {"read_seq": room.read_seq, "unread": room.unread, "mentions": room.unread_mentions}
+                        if signed_in else {}
+                    ),
                 }
-                for room in listed.order_by("title")
+                for room in listed
             ]
         }
     )
 
 
-def _room_history(request: HttpRequest, slug: str) -> JsonResponse:
-    try:
-        singer, grant = caller(request)
-    except Unauthorized as exc:
-        return unauthorized(str(exc))
+def _limit(raw: int | None) -> int:
+    cap = settings.CHOIR_HISTORY_PAGE_MAX
+    return cap if raw is None else max(1, min(raw, cap))
+
+
+def _reader(request: HttpRequest, slug: str) -> tuple[Room, Singer]:
+    """The room and the person for a read, or Unauthorized / Refusal (not_found)."""
+    singer, grant = caller(request)
     room = _visible_room(slug, singer, grant)
     if room is None:
-        return _error(404, "not_found", "no such room")
+        raise Refusal(Code.NOT_FOUND, "no such room")
+    return room, singer
+
+
+def _page(room: Room, singer: Singer, page: list[dict[str, Any]], limit: int, has_more: bool, **more: Any) -> JsonResponse:
+    if singer.user is not None:
+        add_mine(page, singer.user)
+    return JsonResponse(
+        {"room": room.slug, "seq": room.last_seq, "rev": room.last_rev, **more, "limit": limit, "has_more": has_more,
+         "messages": page}
+    )
+
+
+def _room_history(request: HttpRequest, slug: str) -> JsonResponse:
+    try:
+        room, singer = _reader(request, slug)
+    except Unauthorized as exc:
+        return unauthorized(str(exc))
+    except Refusal as refusal:
+        return _error(404, refusal.code, refusal.detail)
     try:
         before = whole_number(request.GET.get("before"), "before")
         after = whole_number(request.GET.get("after"), "after")
-        limit = whole_number(request.GET.get("limit"), "limit")
+        around = whole_number(request.GET.get("around"), "around")
+        limit = _limit(whole_number(request.GET.get("limit"), "limit"))
     except NotAWholeNumber as exc:
         return _error(400, "invalid", str(exc))
-    if before is not None and after is not None:
-        return _error(400, "invalid", "give 'before' or 'after', not both")
-    cap = settings.CHOIR_HISTORY_PAGE_MAX
-    limit = cap if limit is None else max(1, min(limit, cap))
+    if sum(value is not None for value in (before, after, around)) > 1:
+        return _error(400, "invalid", "give one of 'before', 'after' or 'around'")
     # One extra row tells whether there is more beyond this page.
-    if after is not None:
+    if around is not None:
+        page = messages_around(room, around, limit)
+        has_more = bool(page) and (page[0]["seq"] > 1 or page[-1]["seq"] < room.last_seq)
+    elif after is not None:
         page = messages_after(room, after, limit + 1)
         has_more = len(page) > limit
         page = page[:limit]
@@ -116,7 +159,50 @@ def _room_history(request: HttpRequest, slug: str) -> JsonResponse:
         page = messages_before(room, before, limit + 1)
         has_more = len(page) > limit
         page = page[-limit:] if has_more else page
-    return JsonResponse({"room": room.slug, "seq": room.last_seq, "limit": limit, "has_more": has_more, "messages": page})
+    return _page(room, singer, page, limit, has_more)
+
+
+@require_GET
+def room_changes(request: HttpRequest, slug: str) -> JsonResponse:
+    """Messages changed after a rev, in the order of their latest change (v1.1)."""
+    try:
+        room, singer = _reader(request, slug)
+    except Unauthorized as exc:
+        return unauthorized(str(exc))
+    except Refusal as refusal:
+        return _error(404, refusal.code, refusal.detail)
+    try:
+        after_rev = whole_number(request.GET.get("after_rev"), "after_rev")
+        limit = _limit(whole_number(request.GET.get("limit"), "limit"))
+    except NotAWholeNumber as exc:
+        return _error(400, "invalid", str(exc))
+    if after_rev is None:
+        return _error(400, "invalid", "'after_rev' is required")
+    page = changed_messages(room, after_rev, limit + 1)
+    return _page(room, singer, page[:limit], limit, len(page) > limit)
+
+
+@require_GET
+def room_search(request: HttpRequest, slug: str) -> JsonResponse:
+    """Live messages matching every word of `q`, newest first (v1.1)."""
+    try:
+        room, singer = _reader(request, slug)
+    except Unauthorized as exc:
+        return unauthorized(str(exc))
+    except Refusal as refusal:
+        return _error(404, refusal.code, refusal.detail)
+    words = " ".join(request.GET.get("q", "").split())
+    if not words:
+        return _error(400, "invalid", "'q' must hold at least one word")
+    if len(words) > SEARCH_WORDS_MAX or "\x00" in words:
+        return _error(400, "invalid", f"'q' must be at most {SEARCH_WORDS_MAX} characters of text")
+    try:
+        before = whole_number(request.GET.get("before"), "before")
+        limit = _limit(whole_number(request.GET.get("limit"), "limit"))
+    except NotAWholeNumber as exc:
+        return _error(400, "invalid", str(exc))
+    page = search_messages(room, words, before, limit + 1)
+    return _page(room, singer, page[:limit], limit, len(page) > limit, q=words)
 
 
 # Writing -----------------------------------------------------------------------
@@ -211,12 +297,14 @@ def _post_message(request: HttpRequest, slug: str) -> JsonResponse:
     """POST a message: 201 with it; a retried client_id gives 200 and the original."""
     room, singer = _writer(request, slug)
     obj = _json_object(request)
+    fields = {"type": "say", "body": obj.get("body"), "client_id": obj.get("client_id")}
     if obj.get("reply_to") is not None:
-        # Replies are not in the posting service yet (issue 14 note).
-        raise Refusal(Code.INVALID, "'reply_to' is not supported yet: send null or leave it out")
-    say = _command({"type": "say", "body": obj.get("body"), "client_id": obj.get("client_id")})
+        fields["reply_to"] = obj["reply_to"]
+    say = _command(fields)
     assert isinstance(say, protocol.Say)
-    posted = services.message_post(room=room, singer=singer, body=say.body, client_id=say.client_id)
+    posted = services.message_post(
+        room=room, singer=singer, body=say.body, client_id=say.client_id, reply_to=say.reply_to
+    )
     return JsonResponse(json.loads(posted.frame), status=201 if posted.created else 200)
 
 

@@ -32,6 +32,10 @@ log = logging.getLogger("choir.broadcast")
 # given up after this; the other processes' hubs heal from the database.
 STOPPED_LOOP_SEND_TIMEOUT = 1.0
 
+# Events the local sink hears before the channel layer: those the hub orders
+# (by seq, by rev) and so can de-duplicate when Redis brings them back.
+LOCAL_FIRST = frozenset({events.MESSAGES, events.CHANGE})
+
 Sink = Callable[[dict[str, Any]], Awaitable[None]]
 _sinks: dict[asyncio.AbstractEventLoop, Sink] = {}
 # Every loop that has served sockets in this process, sink or no sink: a commit
@@ -43,8 +47,8 @@ def add_local_sink(loop: asyncio.AbstractEventLoop, sink: Sink) -> None:
     """Hand this process's own messages to `sink` (on `loop`) as they commit.
 
     The hub of a server process registers here at start; the sink gets each
-    `room.messages` event (with `room_id` and `at`) before it goes to the
-    channel layer.
+    `room.messages` and `room.change` event (with `room_id` and `at`) before
+    it goes to the channel layer.
     """
     for old in [known for known in _sinks if known.is_closed()]:
         del _sinks[old]
@@ -153,11 +157,12 @@ def _send_on_own_loop(room_id: int, event: events.Event, timeout: float | None) 
 
 async def _asend_quietly(room_id: int, event: events.Event) -> None:
     sink = _sinks.get(asyncio.get_running_loop())
-    if sink is not None and event["type"] == events.MESSAGES:
+    if sink is not None and event["type"] in LOCAL_FIRST:
         # This process's own sockets hear its messages at once, not by way of
         # Redis: under load the pub/sub round trip and channels-redis' reader
         # added hundreds of milliseconds (issue 5). The hub drops the copy
-        # that comes back from Redis by seq, as it drops any duplicate.
+        # that comes back from Redis by seq (changes: by rev), as it drops
+        # any duplicate.
         await sink({**event, "room_id": room_id, "at": time.time()})
     try:
         await asend(room_id, event)

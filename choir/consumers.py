@@ -2,13 +2,15 @@
 
 Deliveries do not pass through this class: the process hub (choir/fanout)
 writes broadcast frames straight to each socket's seat, so a consumer has no
-channel-layer channel of its own.
+channel-layer channel of its own. Who is entering which room is read in
+choir/entry.py; long because the handshake (who, which room, resume of
+messages and changes) and one small handler per client frame type belong to
+the one socket class.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import secrets
 import time
@@ -21,13 +23,13 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from choir.conf import settings
 from django.db import DatabaseError
 
-from choir import logs, metrics, presence, protocol, services, tokens, transport
-from choir.access import Access, Singer, Standing, access_for, display_name, singer_for
+from choir import logs, metrics, presence, protocol, services, transport
+from choir.access import Access, Singer, Standing, access_for, singer_for
 from choir.fanout import Seat, current_hub
-from choir.models import Room
 from choir.protocol import Close, Code, Refusal
 from choir.runtime import current_writer
-from choir.selectors import replay, room_by_slug
+from choir.entry import NO_ACCESS, enter, enter_with_token
+from choir.selectors import Replay, replay
 from choir.transport import Outgoing, Wire
 from choir.writer import settled
 
@@ -117,6 +119,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         # reconnecting in a tight loop is held to a rate per address.
         handshake_wait = hub.handshake(self.client_ip)
         known = None
+        marker: int | None = None
         token_error = None
         raw_token = self.scope.get("choir.token")
         cookieless = settings.SESSION_COOKIE_NAME not in self.scope.get("cookies", {})
@@ -130,9 +133,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 # from the hub, the rules need nothing from the database.
                 known = await hub.open_room(slug)
             if raw_token is not None:
-                room, self.singer, self.access, grant, token_error = await database_sync_to_async(_enter_with_token)(
-                    slug, raw_token
-                )
+                room, self.singer, self.access, marker, grant, token_error = await database_sync_to_async(
+                    enter_with_token
+                )(slug, raw_token)
                 if grant is not None:
                     self.token_id, self.read_only = grant.token_id, grant.read_only
             elif known is not None:
@@ -140,7 +143,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 self.singer = singer_for(None, None, requested_name)
                 self.access = access_for(room, self.singer, Standing())
             else:
-                room, self.singer, self.access = await database_sync_to_async(_enter)(
+                room, self.singer, self.access, marker = await database_sync_to_async(enter)(
                     slug, self.scope.get("user"), self.scope.get("session"), requested_name
                 )
                 if room is None:
@@ -171,19 +174,26 @@ class RoomConsumer(AsyncWebsocketConsumer):
             return await self.shut(Close.FLOODING, over)
 
         after: int | None = None
+        since_rev: int | None = None
         after_error: Refusal | None = None
         try:
             after = protocol.parse_after((query.get("after") or [None])[0])
+            since_rev = protocol.parse_rev((query.get("rev") or [None])[0])
         except ValueError as exc:
-            after_error = Refusal(Code.INVALID, f"ignored ?after=: {exc}")
+            after_error = Refusal(Code.INVALID, f"ignored ?after= and ?rev=: {exc}")
+            after = since_rev = None
 
         seat = self.seat = await hub.join(room, self)
         if after is None:
             # Everything stored after this seq reaches the socket through the
             # hub (broadcast or gap fill), so no database read is needed.
-            latest, missed, skipped = seat.feed.last_seq, [], None
+            owed = Replay(seat.feed.last_seq, seat.feed.changes.last_rev, [], None, [], None)
         else:
-            latest, missed, skipped = await database_sync_to_async(replay)(room, after, settings.CHOIR_REPLAY_LIMIT)
+            owed = await database_sync_to_async(replay)(room, after, settings.CHOIR_REPLAY_LIMIT, since_rev)
+        latest, latest_rev = owed.seq, owed.rev
+        # Changes up to latest_rev are in the replay (or the client had
+        # them); the hub writes this socket only later ones (see go_live).
+        seat.rev = latest_rev
         online, online_count = await hub.online(seat.feed)
         await self.send(
             text_data=protocol.hello_frame(
@@ -194,8 +204,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
                     "can_post": self.access.can_post,
                     "why_not": self.access.why_not_post or None,
                     "conductor": self.access.is_conductor,
+                    "read_seq": marker,
                 },
                 seq=latest,
+                rev=latest_rev,
                 online=online,
                 online_count=online_count,
             )
@@ -205,13 +217,17 @@ class RoomConsumer(AsyncWebsocketConsumer):
         seat.cursor = latest if after is None else min(after, latest)
         if after is not None:
             metrics.REPLAYS.inc()
-            if skipped is not None:
-                await self.send(text_data=protocol.truncated_frame(*skipped))
-            for frame in missed:
+            if owed.skipped is not None:
+                await self.send(text_data=protocol.truncated_frame(*owed.skipped))
+            for frame in owed.messages:
                 await self.send(text_data=protocol.encode(frame))
-            metrics.REPLAYED_MESSAGES.inc(len(missed))
+            metrics.REPLAYED_MESSAGES.inc(len(owed.messages))
             seat.cursor = max(seat.cursor, latest)
-            await self.send(text_data=protocol.synced_frame(latest))
+            if owed.skipped_revs is not None:
+                await self.send(text_data=protocol.truncated_revs_frame(*owed.skipped_revs))
+            for frame in owed.changes:
+                await self.send(text_data=protocol.encode(frame))
+            await self.send(text_data=protocol.synced_frame(latest, latest_rev))
         await hub.go_live(seat)
         logs.socket_event(self, "connect", after=after)
 
@@ -312,7 +328,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
         # Queued now, in the order the frames came, then settled in the
         # background: the socket reads its next frame without waiting for
         # the store, so one fast client is not capped at one store at a time.
-        future = current_writer().submit(self.seat.feed.room, services.Draft(self.singer, command.body, command.client_id))
+        future = current_writer().submit(
+            self.seat.feed.room, services.Draft(self.singer, command.body, command.client_id, command.reply_to)
+        )
         task = asyncio.ensure_future(self._settle_say(future, command.client_id))
         self.saying.add(task)
         task.add_done_callback(self.saying.discard)
@@ -363,41 +381,28 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def on_ping(self, command: protocol.Ping) -> None:
         await self.send(text_data=protocol.PONG)
 
+    async def on_react(self, command: protocol.React) -> None:
+        assert self.seat is not None
+        self._may_write(None)
+        reacted = await database_sync_to_async(services.reaction_toggle)(
+            room=self.seat.feed.room, actor=self.singer, seq=command.seq, emoji=command.emoji, on=command.on
+        )
+        if not reacted.changed:
+            # Nothing changed, so nothing is broadcast: the sender still learns the counts.
+            await self.send(text_data=reacted.frame)
+
+    async def on_read(self, command: protocol.Read) -> None:
+        assert self.seat is not None
+        await database_sync_to_async(services.read_mark)(
+            room=self.seat.feed.room, reader=self.singer, seq=command.seq, origin=self.conn_id
+        )
+
     handlers = {
         protocol.Say: on_say,
         protocol.Typing: on_typing,
         protocol.Edit: on_edit,
         protocol.Delete: on_delete,
         protocol.Ping: on_ping,
+        protocol.React: on_react,
+        protocol.Read: on_read,
     }
-
-
-NO_ACCESS = Access(can_view=False, can_post=False, is_conductor=False, is_member=False, banned=False)
-
-
-def _enter(slug: str, user: Any, session: Any, requested_name: str | None) -> tuple[Room | None, Singer, Access]:
-    # The session is read here, in a database thread: loading it may query.
-    singer = singer_for(user, session, requested_name)
-    room = room_by_slug(slug)
-    if room is None:
-        return None, singer, NO_ACCESS
-    return room, singer, access_for(room, singer)
-
-
-def _enter_with_token(
-    slug: str, raw: str
-) -> tuple[Room | None, Singer, Access, tokens.Grant | None, str | None]:
-    """Like _enter, for a program with a token: (room, singer, access, grant, why the token is refused)."""
-    try:
-        grant = tokens.authenticate(raw)
-    except tokens.BadToken as exc:
-        return None, singer_for(None, None), NO_ACCESS, None, str(exc)
-    singer = Singer(user=grant.user, name=display_name(grant.user))
-    room = room_by_slug(slug)
-    if room is None or not grant.allows_room(room.pk):
-        # A room outside the token's rooms is as hidden as a room that does not exist.
-        return None, singer, NO_ACCESS, grant, None
-    access = access_for(room, singer)
-    if grant.read_only and access.can_post:
-        access = dataclasses.replace(access, can_post=False, why_not_post="this token is read-only")
-    return room, singer, access, grant, None

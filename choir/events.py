@@ -22,6 +22,8 @@ TOKEN_REVOKED: Literal["token.revoked"] = "token.revoked"
 
 # Events about no one room go to this group, which every hub joins.
 EVERYWHERE = "choir.everywhere"
+CHANGE: Literal["room.change"] = "room.change"
+READ: Literal["room.read"] = "room.read"
 
 
 class Stamped(TypedDict):
@@ -39,9 +41,26 @@ class Messages(Stamped):
 
 
 class Update(Stamped):
-    """A message edited or deleted."""
+    """A frame for every socket outside any order (v1 edits and deletes went this way)."""
 
     type: Literal["room.update"]
+    frame: str
+
+
+class Change(Stamped):
+    """A message changed (edit, delete, redaction, reaction): hubs deliver these in `rev` order."""
+
+    type: Literal["room.change"]
+    rev: int
+    frame: str
+
+
+class Read(Stamped):
+    """A read marker moved: only that user's other sockets hear it (not `origin`, the socket that read)."""
+
+    type: Literal["room.read"]
+    user_id: int
+    origin: str | None
     frame: str
 
 
@@ -94,7 +113,7 @@ class RoomChanged(Stamped):
     type: Literal["room.changed"]
 
 
-Event = Messages | Update | Presence | Typing | Close | Eject | RoomChanged | TokenRevoked
+Event = Messages | Update | Change | Read | Presence | Typing | Close | Eject | RoomChanged | TokenRevoked
 
 
 def group_name(room_id: int) -> str:
@@ -138,3 +157,11 @@ def presence(frame: str, joined: list[str], left: list[str]) -> Presence:
 
 def token_revoked(token_id: int, code: int, reason: str) -> TokenRevoked:
     return {"type": TOKEN_REVOKED, "token_id": token_id, "code": code, "reason": reason}
+
+
+def change(rev: int, frame: str) -> Change:
+    return {"type": CHANGE, "rev": rev, "frame": frame}
+
+
+def read(user_id: int, origin: str | None, frame: str) -> Read:
+    return {"type": READ, "user_id": user_id, "origin": origin, "frame": frame}

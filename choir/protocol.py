@@ -1,7 +1,9 @@
 """The wire protocol (docs/protocol.md): parsing client frames, building server frames.
 
 Nothing here touches the database or the network, so every rule of the
-contract can be tested on plain values.
+contract can be tested on plain values. Long because it is the whole wire
+contract, both directions and both versions, in one place to read against
+the protocol doc.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 from choir.conf import settings
 from choir.numbers import whole_number
@@ -62,6 +64,7 @@ class Refusal(Exception):
 class Say:
     body: str
     client_id: str | None = None
+    reply_to: int | None = None  # the seq of an earlier message in the room
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +88,21 @@ class Ping:
     pass
 
 
-Command = Say | Typing | Edit | Delete | Ping
+@dataclass(frozen=True, slots=True)
+class React:
+    seq: int
+    emoji: str
+    on: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    seq: int
+
+
+Command = Say | Typing | Edit | Delete | Ping | React | Read
+
+EMOJI_MAX = 32
 
 
 def parse_frame(text: str | None = None, data: bytes | None = None) -> Command:
@@ -126,7 +143,12 @@ def _parse_object(obj: dict[str, Any]) -> Command:
         raise Refusal(Code.INVALID, "'type' must be a string", ref=ref)
     if kind == "say":
         client_id = _client_id(obj.get("client_id"))
-        return Say(body=clean_body(obj.get("body"), ref=client_id), client_id=client_id)
+        reply_to = obj.get("reply_to")
+        return Say(
+            body=clean_body(obj.get("body"), ref=client_id),
+            client_id=client_id,
+            reply_to=None if reply_to is None else _seq(reply_to, client_id, "reply_to"),
+        )
     if kind == "typing":
         return Typing()
     if kind == "ping":
@@ -135,6 +157,13 @@ def _parse_object(obj: dict[str, Any]) -> Command:
         return Edit(seq=_seq(obj.get("seq"), ref), body=clean_body(obj.get("body"), ref=ref))
     if kind == "delete":
         return Delete(seq=_seq(obj.get("seq"), ref))
+    if kind == "react":
+        on = obj.get("on", True)
+        if not isinstance(on, bool):
+            raise Refusal(Code.INVALID, "'on' must be true or false", ref=ref)
+        return React(seq=_seq(obj.get("seq"), ref), emoji=clean_emoji(obj.get("emoji")), on=on)
+    if kind == "read":
+        return Read(seq=_seq(obj.get("seq"), ref))
     raise Refusal(Code.UNKNOWN_TYPE, f"unknown frame type {kind[:40]!r}", ref=ref)
 
 
@@ -153,6 +182,21 @@ def clean_body(body: Any, *, ref: str | None) -> str:
     except UnicodeEncodeError:
         raise Refusal(Code.INVALID, "message body is not valid Unicode (lone surrogate)", ref=ref) from None
     return body
+
+
+def clean_emoji(emoji: Any) -> str:
+    """A reaction: 1 to 32 characters, no whitespace, nothing unprintable."""
+    if not isinstance(emoji, str) or not 1 <= len(emoji) <= EMOJI_MAX:
+        raise Refusal(Code.INVALID, f"'emoji' must be 1 to {EMOJI_MAX} characters")
+    # Not isprintable(): it refuses the zero-width joiners and variation
+    # selectors many emoji are built with.
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in emoji):
+        raise Refusal(Code.INVALID, "'emoji' may not contain whitespace or control characters")
+    try:
+        emoji.encode("utf-8")
+    except UnicodeEncodeError:
+        raise Refusal(Code.INVALID, "'emoji' is not valid Unicode") from None
+    return emoji
 
 
 def _client_id(value: Any) -> str | None:
@@ -182,9 +226,9 @@ def _ref(value: Any) -> str | None:
 SEQ_MAX = 2**63 - 1  # the database's bigint
 
 
-def _seq(value: Any, ref: str | None) -> int:
+def _seq(value: Any, ref: str | None, name: str = "seq") -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= SEQ_MAX:
-        raise Refusal(Code.INVALID, "'seq' must be a positive whole number", ref=ref)
+        raise Refusal(Code.INVALID, f"'{name}' must be a positive whole number", ref=ref)
     return value
 
 
@@ -193,10 +237,23 @@ def parse_after(raw: str | None) -> int | None:
     return whole_number(raw, "after")
 
 
+def parse_rev(raw: str | None) -> int | None:
+    """The `?rev=` resume point for changes (v1.1); None when absent."""
+    return parse_after(raw)
+
+
 # Server frames --------------------------------------------------------------
 #
 # Every server frame is built here. The shapes other modules pass in or get
 # back are typed; the rest are spelled out once, in the function that builds them.
+
+
+class ReplyObject(TypedDict):
+    """What a reply shows of its parent (v1.1)."""
+
+    seq: int
+    author: str
+    excerpt: str
 
 
 class MessageObject(TypedDict):
@@ -212,6 +269,13 @@ class MessageObject(TypedDict):
     client_id: str | None
     edited_at: str | None
     deleted: bool
+    reply_to: ReplyObject | None
+    reactions: dict[str, int]
+    mentions: list[str]
+    # The history API adds, for a signed-in caller, the emoji they reacted
+    # with, and /changes the message's latest rev.
+    mine: NotRequired[list[str]]
+    rev: NotRequired[int]
 
 
 class HelloRoom(TypedDict):
@@ -227,6 +291,7 @@ class HelloYou(TypedDict):
     can_post: bool
     why_not: str | None
     conductor: bool
+    read_seq: NotRequired[int | None]  # v1.1: the read marker, None for guests
 
 
 
@@ -251,6 +316,9 @@ def message_object(
     client_id: str | None,
     edited_at: datetime | None = None,
     deleted: bool = False,
+    reply_to: ReplyObject | None = None,
+    reactions: dict[str, int] | None = None,
+    mentions: list[str] | None = None,
 ) -> MessageObject:
     """A message as the socket and the history API both show it."""
     return {
@@ -264,10 +332,23 @@ def message_object(
         "client_id": client_id,
         "edited_at": isoformat(edited_at),
         "deleted": deleted,
+        "reply_to": reply_to,
+        "reactions": {} if deleted or not reactions else reactions,
+        "mentions": [] if deleted or not mentions else mentions,
     }
 
 
-def hello_frame(*, room: HelloRoom, you: HelloYou, seq: int, online: list[str], online_count: int) -> str:
+EXCERPT_CHARS = 140
+
+
+def reply_object(*, seq: int, author: str, body: str, deleted: bool) -> ReplyObject:
+    """What a reply shows of its parent: always the parent's current body."""
+    return {"seq": seq, "author": author, "excerpt": "" if deleted else body[:EXCERPT_CHARS]}
+
+
+def hello_frame(
+    *, room: HelloRoom, you: HelloYou, seq: int, online: list[str], online_count: int, rev: int = 0
+) -> str:
     return encode(
         {
             "type": "hello",
@@ -275,26 +356,66 @@ def hello_frame(*, room: HelloRoom, you: HelloYou, seq: int, online: list[str], 
             "room": room,
             "you": you,
             "seq": seq,
+            "rev": rev,
             "online": online,
             "online_count": online_count,
         }
     )
 
 
-def synced_frame(seq: int) -> str:
-    return encode({"type": "synced", "seq": seq})
+def synced_frame(seq: int, rev: int | None = None) -> str:
+    frame: dict[str, Any] = {"type": "synced", "seq": seq}
+    if rev is not None:
+        frame["rev"] = rev
+    return encode(frame)
 
 
 def truncated_frame(first: int, last: int) -> str:
     return encode({"type": "truncated", "from": first, "to": last})
 
 
-def edited_frame(*, room: str, seq: int, body: str, edited_at: datetime) -> str:
-    return encode({"type": "edited", "room": room, "seq": seq, "body": body, "edited_at": isoformat(edited_at)})
+def truncated_revs_frame(first: int, last: int) -> str:
+    """Changes rev first..last were not replayed: GET /api/rooms/<slug>/changes pages them."""
+    return encode({"type": "truncated", "rev_from": first, "rev_to": last})
 
 
-def deleted_frame(*, room: str, seq: int) -> str:
-    return encode({"type": "deleted", "room": room, "seq": seq})
+def edited_object(
+    *, room: str, seq: int, body: str, edited_at: datetime | None, rev: int, mentions: list[str] | None = None,
+    reactions: dict[str, int] | None = None,
+) -> dict[str, Any]:
+    frame: dict[str, Any] = {
+        "type": "edited", "room": room, "seq": seq, "rev": rev, "body": body, "edited_at": isoformat(edited_at),
+        "mentions": mentions or [],
+    }
+    if reactions is not None:
+        # A replayed change carries the message's whole state: its latest
+        # change may have been a reaction on top of an edit.
+        frame["reactions"] = reactions
+    return frame
+
+
+def edited_frame(
+    *, room: str, seq: int, body: str, edited_at: datetime | None, rev: int = 0, mentions: list[str] | None = None
+) -> str:
+    return encode(edited_object(room=room, seq=seq, body=body, edited_at=edited_at, rev=rev, mentions=mentions))
+
+
+def deleted_frame(*, room: str, seq: int, rev: int = 0) -> str:
+    return encode({"type": "deleted", "room": room, "seq": seq, "rev": rev})
+
+
+def reactions_object(
+    *, room: str, seq: int, rev: int, counts: dict[str, int], actor: str | None = None,
+    emoji: str | None = None, on: bool | None = None,
+) -> dict[str, Any]:
+    return {
+        "type": "reactions", "room": room, "seq": seq, "rev": rev, "counts": counts,
+        "actor": actor, "emoji": emoji, "on": on,
+    }
+
+
+def read_frame(*, room: str, seq: int) -> str:
+    return encode({"type": "read", "room": room, "seq": seq})
 
 
 def presence_frame(*, joined: list[str], left: list[str], online: int) -> str:

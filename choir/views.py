@@ -19,7 +19,15 @@ from choir import presence
 from choir.access import SESSION_GUEST_NAME, Access, access_for, clean_guest_name, singer_for
 from choir.models import Room
 from choir.numbers import NotAWholeNumber, whole_number
-from choir.selectors import messages_before, rooms_with_latest, visible_rooms
+from choir.selectors import (
+    add_mine,
+    messages_around,
+    messages_before,
+    read_seq,
+    rooms_with_latest,
+    visible_rooms,
+    with_unread,
+)
 
 
 def visible_room_or_404(request: HttpRequest, slug: str) -> tuple[Room, Access]:
@@ -32,7 +40,10 @@ def visible_room_or_404(request: HttpRequest, slug: str) -> tuple[Room, Access]:
 
 
 def room_list(request: HttpRequest) -> HttpResponse:
-    rooms = list(rooms_with_latest(visible_rooms(request.user)).order_by("-status", "title"))
+    rooms_seen = rooms_with_latest(visible_rooms(request.user))
+    if request.user.is_authenticated:
+        rooms_seen = with_unread(rooms_seen, request.user)  # the badges: unread and mentions since the marker
+    rooms = list(rooms_seen.order_by("-status", "title"))
     online = presence.online_counts([room.pk for room in rooms])
     minute_ago = timezone.now() - timedelta(minutes=1)
     for room in rooms:
@@ -44,12 +55,25 @@ def room_list(request: HttpRequest) -> HttpResponse:
 def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
     room, access = visible_room_or_404(request, slug)
     singer = singer_for(request.user, request.session)
-    # ?before= pages back through history without JavaScript.
+    # Read before the history: a change after this rev is replayed to the
+    # page's socket (?rev=), one the history already shows is harmless.
+    rev = room.last_rev
+    # ?before= pages back through history without JavaScript; ?at= is a
+    # message's permalink: the page around it, the message marked.
     try:
         before = whole_number(request.GET.get("before"), "before")
+        at = whole_number(request.GET.get("at"), "at", minimum=1)
     except NotAWholeNumber as exc:
         return HttpResponseBadRequest(str(exc), content_type="text/plain; charset=utf-8")
-    history = messages_before(room, before, settings.CHOIR_PAGE_MESSAGES)
+    if before is not None:
+        at = None
+    if at is not None:
+        history = messages_around(room, at, settings.CHOIR_PAGE_MESSAGES)
+    else:
+        history = messages_before(room, before, settings.CHOIR_PAGE_MESSAGES)
+    signed_in = request.user.is_authenticated
+    if signed_in:
+        add_mine(history, request.user)
     first_seq = history[0]["seq"] if history else (before or 0)
     return render(
         request,
@@ -60,6 +84,11 @@ def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
             "singer": singer,
             "history": history,
             "before": before,
+            "at": at,
+            "rev": rev,
+            # Mentions name users, so only a signed-in reader is ever mentioned.
+            "me_user": singer.name if signed_in else "",
+            "read_seq": read_seq(room, request.user) if signed_in else None,
             "first_seq": first_seq,
             # Seqs start at 1 and deleted messages keep theirs, so anything
             # above 1 means there is older history.

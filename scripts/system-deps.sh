@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Debian packages the browser and front-door tests need: Chromium and nginx.
+# Debian packages the browser and front-door tests need: Chromium, nginx, and a
+# colour emoji font so reactions in the screenshots are pictures, not boxes.
 # Installed where we are root with apt; elsewhere those tests skip with a reason
 # (and fail under CI, which requires them).
 set -u
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+[ -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || need+=(fonts-noto-color-emoji)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "system-deps: not root with apt; tests needing ${need[*]} will skip" >&2

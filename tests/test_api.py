@@ -76,6 +76,7 @@ def test_messages_have_the_same_shape_as_the_socket_frame(history):
     assert message == {
         "type": "message", "seq": 1, "id": message["id"], "room": "lobby", "author": "ann", "body": "m1",
         "sent_at": message["sent_at"], "client_id": "c1", "edited_at": None, "deleted": False,
+        "reply_to": None, "reactions": {}, "mentions": [],
     }
 
 

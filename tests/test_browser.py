@@ -66,7 +66,7 @@ def test_links_are_clickable_only_for_http_and_open_safely(chromium, daphne, lob
     post_as(lobby, "ann", "see https://example.com/a_(b), http://example.org. and javascript:alert(1) data:text/html,x")
     tab = open_tab(chromium, server, "/rooms/lobby/")
     tab.wait_state("connected")
-    links = tab.page.eval_on_selector_all("#messages a", "els => els.map(a => [a.getAttribute('href'), a.rel, a.target])")
+    links = tab.page.eval_on_selector_all("#messages .body a", "els => els.map(a => [a.getAttribute('href'), a.rel, a.target])")
     assert links == [
         ["https://example.com/a_(b)", "noopener noreferrer nofollow", "_blank"],
         ["http://example.org/", "noopener noreferrer nofollow", "_blank"],
@@ -146,7 +146,9 @@ def test_scroll_back_loads_older_pages_without_duplicates(chromium, daphne, lobb
         post_as(lobby, "ann", f"verse {n}")
     tab = open_tab(chromium, server, "/rooms/lobby/")
     tab.wait_state("connected")
-    assert tab.seqs() == list(range(56, 76))
+    # The first page is the last 20; grouped messages are short, so the page
+    # may already have filled the screen with more.
+    assert tab.seqs()[-20:] == list(range(56, 76)) and tab.seqs() == list(range(tab.seqs()[0], 76))
 
     for _ in range(10):
         if tab.seqs()[0] == 1:

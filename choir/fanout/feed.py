@@ -5,6 +5,7 @@ lost (Redis restarting): a feed that sees a gap waits `CHOIR_GAP_WAIT` seconds
 for the missing seqs, then reads them from the database, and the hub compares
 its rooms with the database every `Hub.RESYNC_EVERY` seconds (`expect`), so a
 message that was stored always reaches every socket, in order, exactly once.
+Changes to messages keep their own order, by rev (choir/fanout/changes.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from channels.db import database_sync_to_async
 
 from choir import metrics, protocol
 from choir.conf import settings
+from choir.fanout.changes import Changes
 from choir.fanout.roster import Roster
 from choir.fanout.seat import Seat
 from choir.fanout.tasks import quietly, spawn, write
@@ -29,11 +31,13 @@ log = logging.getLogger("choir.hub")
 
 
 class Feed:
-    """One room: its local seats, its seq order, and its roster."""
+    """One room: its local seats, its seq order, its rev order, and its roster."""
 
-    __slots__ = ("room", "seats", "last_seq", "pending", "known_seq", "gap_task", "roster", "served")
+    __slots__ = ("room", "seats", "last_seq", "pending", "known_seq", "gap_task", "roster", "served", "changes")
 
-    def __init__(self, room: Room, last_seq: int, served: Callable[[Feed], bool] = lambda feed: True) -> None:
+    def __init__(
+        self, room: Room, last_seq: int, served: Callable[[Feed], bool] = lambda feed: True, last_rev: int = 0
+    ) -> None:
         self.room = room
         self.seats: dict[str, Seat] = {}
         self.last_seq = last_seq  # highest seq delivered here in order
@@ -42,6 +46,7 @@ class Feed:
         self.gap_task: asyncio.Task | None = None
         self.roster = Roster()
         self.served = served  # False once the hub has dropped this feed: its gap fill stops
+        self.changes = Changes(self, last_rev)
 
     # Ordering --------------------------------------------------------------
 
@@ -99,12 +104,17 @@ class Feed:
         """Send what arrived while the seat replayed, then deliver to it live."""
         backlog, seat.backlog = seat.backlog or [], None
         for seq, frame in backlog:
-            if seq == 0 or seq > seat.cursor:
+            if seq < 0:
+                # A change, held as -rev: skip those the replay already gave.
+                if -seq > seat.rev:
+                    seat.rev = -seq
+                    await write(seat, Outgoing(frame))
+            elif seq == 0 or seq > seat.cursor:
                 seat.cursor = max(seat.cursor, seq)
                 await write(seat, Outgoing(frame))
 
     async def to_all(self, frame: str, skip: str | None = None) -> None:
-        """A frame outside the seq order (presence, typing, edits) to every seat but `skip`."""
+        """A frame outside the seq and rev orders (presence, typing) to every seat but `skip`."""
         outgoing = Outgoing(frame)
         for seat in list(self.seats.values()):
             if seat.conn_id == skip:
@@ -162,3 +172,4 @@ class Feed:
         for task in (self.gap_task, self.roster.flush_task):
             if task is not None:
                 task.cancel()
+        self.changes.cancel()

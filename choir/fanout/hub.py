@@ -22,13 +22,14 @@ from choir import broadcast, events, metrics, protocol, tokens
 from choir.conf import settings
 from choir.fanout.admission import Admission
 from choir.fanout.batching import PresenceBatcher
+from choir.fanout.changes import echo_read
 from choir.fanout.feed import Feed
 from choir.fanout.rooms import RoomCache
 from choir.fanout.seat import Seat, Socket
 from choir.fanout.tasks import quietly
 from choir.models import Room
 from choir.ratelimit import TokenBucket
-from choir.selectors import current_seq, current_seqs, room_and_members
+from choir.selectors import current_seq_rev, current_seqs_revs, room_and_members
 
 log = logging.getLogger("choir.hub")
 
@@ -52,6 +53,8 @@ class Hub:
         self.handlers: dict[str, Callable[[Feed, Any], Awaitable[None]]] = {
             events.MESSAGES: self.on_messages,
             events.UPDATE: self.on_update,
+            events.CHANGE: self.on_change,
+            events.READ: self.on_read,
             events.PRESENCE: self.on_presence,
             events.TYPING: self.on_typing,
             events.CLOSE: self.on_close,
@@ -122,8 +125,8 @@ class Hub:
                     # Join the group before reading last_seq: anything stored
                     # after the read is then sure to be heard.
                     await self.layer.group_add(events.group_name(room.pk), self.channel_name)
-                    last_seq = await database_sync_to_async(current_seq)(room.pk)
-                    feed = self.feeds[room.pk] = Feed(room, last_seq, served=self.serves)
+                    last_seq, last_rev = await database_sync_to_async(current_seq_rev)(room.pk)
+                    feed = self.feeds[room.pk] = Feed(room, last_seq, served=self.serves, last_rev=last_rev)
                     self.rooms.serve(room)
         seat = Seat(socket, feed)
         feed.seats[seat.conn_id] = seat
@@ -208,6 +211,12 @@ class Hub:
     async def on_update(self, feed: Feed, event: events.Update) -> None:
         await feed.to_all(event["frame"])
 
+    def on_change(self, feed: Feed, event: events.Change) -> Awaitable[None]:
+        return feed.changes.hear(event["rev"], event["frame"])
+
+    def on_read(self, feed: Feed, event: events.Read) -> Awaitable[None]:
+        return echo_read(feed, event["user_id"], event.get("origin"), event["frame"])
+
     async def on_presence(self, feed: Feed, event: events.Presence) -> None:
         self.presence.heard(feed, event["joined"], event["left"])
         await feed.to_all(event["frame"])
@@ -270,11 +279,13 @@ class Hub:
             if not self.feeds:
                 continue
             try:
-                latest = await database_sync_to_async(current_seqs)(list(self.feeds))
-                for room_id, seq in latest.items():
+                latest = await database_sync_to_async(current_seqs_revs)(list(self.feeds))
+                for room_id, (seq, rev) in latest.items():
                     feed = self.feeds.get(room_id)
                     if feed is not None and seq > feed.last_seq:
                         feed.expect(seq)
+                    if feed is not None and rev > feed.changes.last_rev:
+                        feed.changes.expect(rev)
                 if time.monotonic() - last_refresh > settings.CHOIR_PRESENCE_TTL / 3:
                     last_refresh = time.monotonic()
                     await self.presence.refresh(self.feeds)

@@ -26,12 +26,13 @@ class Seat:
     """One socket in one room, as `Hub.join` returns it.
 
     The seat owns the socket's delivery state: `cursor`, the highest seq
-    written to the socket, and `backlog`, the frames held while it replays
-    (None once live). Its identity is copied from the socket at join, so the
+    written to the socket, `rev`, the highest change rev written to it, and
+    `backlog`, the frames held while it replays (None once live): (seq,
+    frame) for a message, (-rev, frame) for a change, (0, frame) for the rest. Its identity is copied from the socket at join, so the
     delivery loop reads slots, not the consumer's attributes.
     """
 
-    __slots__ = ("socket", "feed", "conn_id", "user_id", "is_staff", "name", "client_ip", "wire", "base_send", "cursor", "backlog")
+    __slots__ = ("socket", "feed", "conn_id", "user_id", "is_staff", "name", "client_ip", "wire", "base_send", "cursor", "rev", "backlog")
 
     def __init__(self, socket: Socket, feed: Feed) -> None:
         self.socket = socket
@@ -44,6 +45,7 @@ class Seat:
         self.wire = socket.wire
         self.base_send = socket.base_send
         self.cursor = 0
+        self.rev = 0
         self.backlog: list[tuple[int, str]] | None = []
 
     async def shut(self, code: int, reason: str) -> None:

@@ -16,6 +16,8 @@ every caller reports refusals the same way. One module per noun:
 - `audit`: the moderation log, written in the change's own transaction
 - `tokens`: API tokens, issued and revoked
 - `authority`: the checks the others make before they write
+- `reactions`: toggle a person's emoji on a message
+- `reads`: move a person's read marker in a room
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ from choir.services.moderation import (
     user_mute,
 )
 from choir.services.tokens import token_issue, token_revoke
+from choir.services.reactions import Reacted, may_react, reaction_toggle
+from choir.services.reads import read_mark
 from choir.services.rooms import (
     membership_remove,
     membership_set,
@@ -62,4 +66,5 @@ __all__ = [
     "membership_remove", "membership_set", "room_archive", "room_create", "room_delete", "room_ensure_lobby",
     "room_reopen", "room_save",
     "token_issue", "token_revoke",
+    "Reacted", "may_react", "reaction_toggle", "read_mark",
 ]

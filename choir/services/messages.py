@@ -2,6 +2,10 @@
 
 The socket writer (choir/writer.py) batches posts through `messages_post_many`;
 everything else posts one message with `message_post`.
+
+Long because posting, editing and deleting share one room lock, one check of
+who may change a message and one rev counter; split, each would re-import the
+others' private steps.
 """
 
 from __future__ import annotations
@@ -15,9 +19,9 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from choir import broadcast, events, metrics, protocol, signals
+from choir import broadcast, events, mentions, metrics, protocol, signals
 from choir.access import ANNOUNCE, DELETE_OLD_MESSAGES, SYSTEM_NAME, Access, Singer, Standing, access_for, standing_in
-from choir.models import Message, Room
+from choir.models import Mention, Message, Room
 from choir.protocol import Code, Refusal
 from choir.selectors import message_frame
 from choir.services import audit, outward
@@ -45,6 +49,7 @@ class Draft:
     singer: Singer
     body: str
     client_id: str | None = None
+    reply_to: int | None = None  # seq of the message this answers, in the same room
 
 
 def message_post(
@@ -54,6 +59,7 @@ def message_post(
     body: str,
     client_id: str | None = None,
     announcement: bool = False,
+    reply_to: int | None = None,
 ) -> Posted:
     """Store a message under the room's next seq, then broadcast it.
 
@@ -63,7 +69,7 @@ def message_post(
     still need an open room); their singer must hold choir.announce (or be
     SYSTEM).
     """
-    outcome = messages_post(room=room, drafts=[Draft(singer, body, client_id)], announcement=announcement)[0]
+    outcome = messages_post(room=room, drafts=[Draft(singer, body, client_id, reply_to)], announcement=announcement)[0]
     if isinstance(outcome, Refusal):
         raise outcome
     return outcome
@@ -95,12 +101,13 @@ def messages_post_many(*, items: list[tuple[Room, Draft]], announcement: bool = 
         except Refusal as refusal:
             outcomes[index] = refusal
     try:
+        context = _Context(items, outcomes)
         todo = [index for index, outcome in enumerate(outcomes) if outcome is None]
         if todo:
             try:
                 # Optimistic: most posts are not retries, and the unique index
                 # catches those that are, so no lookup is paid up front.
-                _store(items, outcomes, todo, announcement)
+                _store(items, outcomes, todo, announcement, context)
             except IntegrityError:
                 # A client_id is already stored (a retry) or just raced in; the
                 # whole transaction, seqs included, rolled back. Answer retries
@@ -111,7 +118,7 @@ def messages_post_many(*, items: list[tuple[Room, Draft]], announcement: bool = 
                 todo = [index for index in todo if outcomes[index] is None]
                 if todo:
                     try:
-                        _store(items, outcomes, todo, announcement)
+                        _store(items, outcomes, todo, announcement, context)
                     except IntegrityError:
                         if len(todo) == 1:
                             raise
@@ -125,6 +132,30 @@ def messages_post_many(*, items: list[tuple[Room, Draft]], announcement: bool = 
             for o, (_, d) in zip(outcomes, items)
         ]
     return outcomes  # type: ignore[return-value]
+
+
+class _Context:
+    """What a batch's messages refer to, read once per batch before the store:
+    the parents of replies (a missing one refuses its draft) and the users
+    that bodies mention (one query whatever the batch size)."""
+
+    def __init__(self, items: list[tuple[Room, Draft]], outcomes: list[Outcome | None]) -> None:
+        self.parents: dict[tuple[int, int], Message] = {}
+        wanted: dict[int, set[int]] = {}
+        for index, (room, draft) in enumerate(items):
+            if outcomes[index] is None and draft.reply_to is not None:
+                wanted.setdefault(room.pk, set()).add(draft.reply_to)
+        for room_id, seqs in wanted.items():
+            for parent in Message.objects.filter(room_id=room_id, seq__in=seqs, deleted_at__isnull=True).order_by():
+                self.parents[room_id, parent.seq] = parent
+        for index, (room, draft) in enumerate(items):
+            if outcomes[index] is None and draft.reply_to is not None and (room.pk, draft.reply_to) not in self.parents:
+                outcomes[index] = Refusal(
+                    Code.NOT_FOUND, f"no message {draft.reply_to} in this room to reply to", ref=draft.client_id
+                )
+        live = [index for index, outcome in enumerate(outcomes) if outcome is None]
+        names, self.user_ids = mentions.resolve(items[index][1].body for index in live)
+        self.mentions: dict[int, list[str]] = dict(zip(live, names))
 
 
 def _person(singer: Singer) -> Any:
@@ -147,7 +178,10 @@ def _answer_retries(items: list[tuple[Room, Draft]], outcomes: list[Outcome | No
                 outcomes[index] = Posted(original, protocol.encode(message_frame(original, room.slug)), created=False)
 
 
-def _store(items: list[tuple[Room, Draft]], outcomes: list[Outcome | None], todo: list[int], announcement: bool) -> None:
+def _store(
+    items: list[tuple[Room, Draft]], outcomes: list[Outcome | None], todo: list[int], announcement: bool,
+    context: _Context,
+) -> None:
     by_room: dict[int, list[int]] = {}
     for index in todo:
         by_room.setdefault(items[index][0].pk, []).append(index)
@@ -187,8 +221,14 @@ def _store(items: list[tuple[Room, Draft]], outcomes: list[Outcome | None], todo
                     body=draft.body,
                     client_id=draft.client_id,
                     sent_at=now,
+                    reply_to=context.parents.get((room_id, draft.reply_to)) if draft.reply_to is not None else None,
+                    mentions=context.mentions.get(index, []),
+                    reactions={},
                 )))
         Message.objects.insert_returning_ids([message for _, message in stored])
+        named = [row for _, m in stored if m.mentions for row in mentions.rows_for(m, m.mentions, context.user_ids)]
+        if named:
+            Mention.objects.bulk_create(named)
         per_room: dict[int, list[tuple[int, str]]] = {}
         for index, message in stored:
             frame = protocol.encode(message_frame(message, message.room.slug))
@@ -298,24 +338,42 @@ def _check_may_change(message: Message, actor: Singer, room: Room, *, moderator:
         raise Refusal(Code.FORBIDDEN, access.why_not_act)
 
 
+def locked_message(room: Room, seq: int) -> tuple[Message, int]:
+    """Take the room's next rev (locking its row) and read the message under that lock.
+
+    Every change to a message goes through here, inside the caller's
+    transaction, so changes to a room are numbered in the order they are
+    stored; raising (not_found, or any refusal) rolls the rev back.
+    """
+    rev = Room.objects.allocate_rev(room.pk)
+    return _find_message(room, seq), rev
+
+
 def message_edit(*, room: Room, actor: Singer, seq: int, body: str, moderator: bool = False) -> Message:
     """Change a message's body: its author (unless muted or banned) or a conductor."""
     body = protocol.clean_body(body, ref=None)
     message = _find_message(room, seq)
     _check_may_change(message, actor, room, moderator=moderator, verb="edit")
+    (names,), ids = mentions.resolve([body])
     with transaction.atomic():
+        message, rev = locked_message(room, seq)
         message.body = body
         message.edited_at = timezone.now()
-        message.save(update_fields=["body", "edited_at"])
+        message.mentions = names
+        message.rev = rev
+        message.save(update_fields=["body", "edited_at", "mentions", "rev"])
+        Mention.objects.filter(message=message).delete()
+        Mention.objects.bulk_create(mentions.rows_for(message, names, ids))
         if message.author_id != actor.user_id:
             audit.record(actor, room, "edit", target_user_id=message.author_id, target_seq=seq)
         outward.tell(
             room, "message.changed", outward.message_data(message, room),
             signals.message_changed, Message, message=message, actor=actor,
         )
-        broadcast.on_commit(
-            room.pk, events.update(protocol.edited_frame(room=room.slug, seq=seq, body=body, edited_at=message.edited_at))
+        frame = protocol.edited_frame(
+            room=room.slug, seq=seq, body=body, edited_at=message.edited_at, rev=rev, mentions=names
         )
+        broadcast.on_commit(room.pk, events.change(rev, frame))
     return message
 
 
@@ -324,16 +382,21 @@ def message_delete(*, room: Room, actor: Singer, seq: int, moderator: bool = Fal
     message = _find_message(room, seq)
     _check_may_change(message, actor, room, moderator=moderator, verb="delete")
     with transaction.atomic():
+        message, rev = locked_message(room, seq)
         message.deleted_at = timezone.now()
         message.body = ""
-        message.save(update_fields=["deleted_at", "body"])
+        message.mentions = []
+        message.rev = rev
+        message.save(update_fields=["deleted_at", "body", "mentions", "rev"])
+        # A deleted message no longer counts as a mention of anyone.
+        Mention.objects.filter(message=message).delete()
         if message.author_id != actor.user_id:
             audit.record(actor, room, "delete", target_user_id=message.author_id, target_seq=seq)
         outward.tell(
             room, "message.deleted", outward.message_data(message, room),
             signals.message_deleted, Message, message=message, actor=actor,
         )
-        broadcast.on_commit(room.pk, events.update(protocol.deleted_frame(room=room.slug, seq=seq)))
+        broadcast.on_commit(room.pk, events.change(rev, protocol.deleted_frame(room=room.slug, seq=seq, rev=rev)))
     return message
 
 

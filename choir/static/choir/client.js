@@ -21,16 +21,19 @@ export function randomId() {
 }
 
 export class RoomClient {
-  constructor({ slug, lastSeq, historyUrl, on, baseDelayMs = 500, maxDelayMs = 15000 }) {
+  constructor({ slug, lastSeq, rev = 0, historyUrl, on, baseDelayMs = 500, maxDelayMs = 15000 }) {
     this.slug = slug;
     this.lastSeq = lastSeq; // highest seq handed to the page; all below it were too
+    // Highest change rev the page shows: a reconnect asks for later edits,
+    // deletes and reactions with ?rev= (protocol v1.1).
+    this.rev = rev;
     this.knownSeq = lastSeq; // highest seq known to exist
     this.historyUrl = historyUrl;
     this.on = on;
     this.baseDelayMs = baseDelayMs;
     this.maxDelayMs = maxDelayMs;
     this.ahead = new Map(); // seq -> message that arrived before the one it follows
-    this.pending = new Map(); // client_id -> body, until its own message frame returns
+    this.pending = new Map(); // client_id -> {body, replyTo}, until its own message frame returns
     this.ws = null;
     this.synced = false;
     this.attempt = 0;
@@ -56,7 +59,7 @@ export class RoomClient {
 
   url() {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    return `${scheme}//${location.host}/ws/rooms/${encodeURIComponent(this.slug)}/?after=${this.lastSeq}`;
+    return `${scheme}//${location.host}/ws/rooms/${encodeURIComponent(this.slug)}/?after=${this.lastSeq}&rev=${this.rev}`;
   }
 
   connect() {
@@ -98,10 +101,21 @@ export class RoomClient {
       case "hello":
         this.on.hello(frame);
         break;
+      case "reactions":
+      case "edited":
+      case "deleted":
+        // Changes come in rev order, each once; replayed ones carry the latest state.
+        if (typeof frame.rev === "number") this.rev = Math.max(this.rev, frame.rev);
+        this.on[frame.type](frame);
+        break;
+      case "read":
+        this.on.read(frame);
+        break;
       case "message":
         this.accept(frame, true);
         break;
       case "synced":
+        if (typeof frame.rev === "number") this.rev = Math.max(this.rev, frame.rev);
         this.synced = true;
         this.liveSince = Date.now();
         this.on.state("connected", {});
@@ -112,8 +126,6 @@ export class RoomClient {
         this.knownSeq = Math.max(this.knownSeq, frame.to);
         this.fillGap();
         break;
-      case "edited":
-      case "deleted":
       case "presence":
       case "typing":
         this.on[frame.type](frame);
@@ -257,17 +269,19 @@ export class RoomClient {
 
   // Outgoing ---------------------------------------------------------------
 
-  say(body) {
+  say(body, replyTo = null) {
     const clientId = randomId();
-    this.pending.set(clientId, body);
+    this.pending.set(clientId, { body, replyTo });
     this.sendPending(clientId);
     return clientId;
   }
 
   sendPending(clientId) {
-    const body = this.pending.get(clientId);
-    if (body === undefined || !this.live) return; // sent after the next `synced`
-    this.ws.send(JSON.stringify({ type: "say", body, client_id: clientId }));
+    const draft = this.pending.get(clientId);
+    if (draft === undefined || !this.live) return; // sent after the next `synced`
+    const frame = { type: "say", body: draft.body, client_id: clientId };
+    if (draft.replyTo) frame.reply_to = draft.replyTo;
+    this.ws.send(JSON.stringify(frame));
   }
 
   flushPending() {
@@ -297,6 +311,28 @@ export class RoomClient {
     if (!this.live) return false;
     this.ws.send(JSON.stringify({ type: "delete", seq }));
     return true;
+  }
+
+  react(seq, emoji, on) {
+    if (!this.live) return false;
+    this.ws.send(JSON.stringify({ type: "react", seq, emoji, on }));
+    return true;
+  }
+
+  read(seq) {
+    // Moves the read marker forward only; lost while offline, sent again on the next scroll.
+    if (!this.live) return false;
+    this.ws.send(JSON.stringify({ type: "read", seq }));
+    return true;
+  }
+
+  async search(url, words, limit = 20) {
+    const response = await fetch(`${url}?q=${encodeURIComponent(words)}&limit=${limit}`, {
+      credentials: "same-origin",
+      headers: { Accept: "application/json" },
+    });
+    if (!response.ok) throw new Error(`search ${response.status}`);
+    return response.json();
   }
 
   async older(beforeSeq, limit) {
