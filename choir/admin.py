@@ -5,6 +5,8 @@ so it is stored and broadcast like any socket message. Every action declares
 the permission it needs (Django hides it from anyone without), and the
 service checks the same permission again; destructive bulk actions first
 show a page listing what they will change, like Django's delete_selected.
+Long because it is one declarative ModelAdmin per model, which Django's admin
+expects side by side; tokens and webhooks live in choir/admin_programs.py.
 """
 
 from __future__ import annotations

@@ -20,15 +20,15 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
-from choir.conf import settings
 from django.db import DatabaseError
 
-from choir import logs, metrics, presence, protocol, services, transport
+from choir import entry, logs, metrics, presence, protocol, services, transport
 from choir.access import Access, Singer, Standing, access_for, singer_for
+from choir.conf import settings
+from choir.entry import NO_ACCESS
 from choir.fanout import Seat, current_hub
 from choir.protocol import Close, Code, Refusal
 from choir.runtime import current_writer
-from choir.entry import NO_ACCESS, enter, enter_with_token
 from choir.selectors import Replay, replay
 from choir.transport import Outgoing, Wire
 from choir.writer import settled
@@ -134,7 +134,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 known = await hub.open_room(slug)
             if raw_token is not None:
                 room, self.singer, self.access, marker, grant, token_error = await database_sync_to_async(
-                    enter_with_token
+                    entry.enter_with_token
                 )(slug, raw_token)
                 if grant is not None:
                     self.token_id, self.read_only = grant.token_id, grant.read_only
@@ -143,7 +143,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 self.singer = singer_for(None, None, requested_name)
                 self.access = access_for(room, self.singer, Standing())
             else:
-                room, self.singer, self.access, marker = await database_sync_to_async(enter)(
+                room, self.singer, self.access, marker = await database_sync_to_async(entry.enter)(
                     slug, self.scope.get("user"), self.scope.get("session"), requested_name
                 )
                 if room is None:

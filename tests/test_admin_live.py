@@ -184,7 +184,7 @@ async def test_making_a_room_private_drops_non_members(lobby, staff_client, make
     form = room_form(is_public=None, **{"memberships-INITIAL_FORMS": "1"})
     response = await post(staff_client, url, form)
     assert response.status_code == 302, response.content[:3000]
-    assert await guest.closed() == 4403
+    assert await guest.closed() == 4404  # the room is now as missing to them as any other
     await inside.send({"type": "ping"})
     await inside.expect("pong")
     await inside.close()

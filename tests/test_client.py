@@ -92,7 +92,7 @@ async def test_it_resumes_after_the_server_restarts_with_nothing_missed_or_doubl
     server.stop()
     # While the server is down: others post (straight to the database), and so does the client.
     for i in range(5):
-        await database_sync_to_async(services.announce)(room=lobby, text=f"while down {i}")
+        await database_sync_to_async(services.announce)(room=lobby, text=f"while down {i}", actor=services.SYSTEM)
     pending = asyncio.create_task(room.say("sent while down", client_id="down-1"))
     await asyncio.sleep(0.5)
     assert not pending.done() and not room.connected
@@ -115,7 +115,7 @@ async def test_it_resumes_after_the_server_restarts_with_nothing_missed_or_doubl
 async def test_a_replay_past_the_limit_is_read_from_the_history_api(daphne, lobby):
     server = daphne(extra_env={"CHOIR_REPLAY_LIMIT": "3"})
     for i in range(10):
-        await database_sync_to_async(services.announce)(room=lobby, text=f"old {i}")
+        await database_sync_to_async(services.announce)(room=lobby, text=f"old {i}", actor=services.SYSTEM)
     async with RoomClient(server.ws("lobby"), after=0) as room:
         messages = await take(room, 10)
     assert [(m["seq"], m["body"]) for m in messages] == [(i + 1, f"old {i}") for i in range(10)]

@@ -356,14 +356,14 @@ async def test_presence_announces_joins_and_leaves_with_the_online_count(lobby):
 async def test_a_handshake_while_the_database_is_down_closes_with_1013_and_a_reason(lobby, make_user, monkeypatch):
     from django.db import OperationalError
 
-    from choir import consumers
+    from choir import entry
 
     user = await database_sync_to_async(make_user)("alice")
 
     def down(*args, **kwargs):
         raise OperationalError("database is down")
 
-    monkeypatch.setattr(consumers, "_enter", down)
+    monkeypatch.setattr(entry, "enter", down)
     sock = await connect("lobby", user=user, hello=False)
     closing = await sock.expect("closing")
     assert closing["code"] == 1013 and "unavailable" in closing["reason"]
