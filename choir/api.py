@@ -3,6 +3,7 @@ posting, editing and deleting through the same services as the socket."""
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from typing import Any, Callable
@@ -113,13 +114,30 @@ def _limit(raw: int | None) -> int:
     return cap if raw is None else max(1, min(raw, cap))
 
 
-def _reader(request: HttpRequest, slug: str) -> tuple[Room, Singer]:
-    """The room and the person for a read, or Unauthorized / Refusal (not_found)."""
-    singer, grant = caller(request)
-    room = _visible_room(slug, singer, grant)
-    if room is None:
-        raise Refusal(Code.NOT_FOUND, "no such room")
-    return room, singer
+def _reading(view: Callable[..., JsonResponse]) -> Callable[[HttpRequest, str], JsonResponse]:
+    """A read of one room: the caller and the room resolved once, refusals answered alike.
+
+    The view gets (request, room, singer) and raises Refusal (or
+    NotAWholeNumber) for bad input: 400, or 404 for a room that is missing or
+    hidden from the caller; a bad token is 401.
+    """
+
+    @functools.wraps(view)
+    def read(request: HttpRequest, slug: str) -> JsonResponse:
+        try:
+            singer, grant = caller(request)
+            room = _visible_room(slug, singer, grant)
+            if room is None:
+                raise Refusal(Code.NOT_FOUND, "no such room")
+            return view(request, room, singer)
+        except Unauthorized as exc:
+            return unauthorized(str(exc))
+        except NotAWholeNumber as exc:
+            return _error(400, Code.INVALID, str(exc))
+        except Refusal as refusal:
+            return _error(404 if refusal.code == Code.NOT_FOUND else 400, refusal.code, refusal.detail)
+
+    return read
 
 
 def _page(room: Room, singer: Singer, page: list[dict[str, Any]], limit: int, has_more: bool, **more: Any) -> JsonResponse:
@@ -131,22 +149,14 @@ def _page(room: Room, singer: Singer, page: list[dict[str, Any]], limit: int, ha
     )
 
 
-def _room_history(request: HttpRequest, slug: str) -> JsonResponse:
-    try:
-        room, singer = _reader(request, slug)
-    except Unauthorized as exc:
-        return unauthorized(str(exc))
-    except Refusal as refusal:
-        return _error(404, refusal.code, refusal.detail)
-    try:
-        before = whole_number(request.GET.get("before"), "before")
-        after = whole_number(request.GET.get("after"), "after")
-        around = whole_number(request.GET.get("around"), "around")
-        limit = _limit(whole_number(request.GET.get("limit"), "limit"))
-    except NotAWholeNumber as exc:
-        return _error(400, "invalid", str(exc))
+@_reading
+def _room_history(request: HttpRequest, room: Room, singer: Singer) -> JsonResponse:
+    before = whole_number(request.GET.get("before"), "before")
+    after = whole_number(request.GET.get("after"), "after")
+    around = whole_number(request.GET.get("around"), "around")
+    limit = _limit(whole_number(request.GET.get("limit"), "limit"))
     if sum(value is not None for value in (before, after, around)) > 1:
-        return _error(400, "invalid", "give one of 'before', 'after' or 'around'")
+        raise Refusal(Code.INVALID, "give one of 'before', 'after' or 'around'")
     # One extra row tells whether there is more beyond this page.
     if around is not None:
         page = messages_around(room, around, limit)
@@ -163,44 +173,28 @@ def _room_history(request: HttpRequest, slug: str) -> JsonResponse:
 
 
 @require_GET
-def room_changes(request: HttpRequest, slug: str) -> JsonResponse:
+@_reading
+def room_changes(request: HttpRequest, room: Room, singer: Singer) -> JsonResponse:
     """Messages changed after a rev, in the order of their latest change (v1.1)."""
-    try:
-        room, singer = _reader(request, slug)
-    except Unauthorized as exc:
-        return unauthorized(str(exc))
-    except Refusal as refusal:
-        return _error(404, refusal.code, refusal.detail)
-    try:
-        after_rev = whole_number(request.GET.get("after_rev"), "after_rev")
-        limit = _limit(whole_number(request.GET.get("limit"), "limit"))
-    except NotAWholeNumber as exc:
-        return _error(400, "invalid", str(exc))
+    after_rev = whole_number(request.GET.get("after_rev"), "after_rev")
+    limit = _limit(whole_number(request.GET.get("limit"), "limit"))
     if after_rev is None:
-        return _error(400, "invalid", "'after_rev' is required")
+        raise Refusal(Code.INVALID, "'after_rev' is required")
     page = changed_messages(room, after_rev, limit + 1)
     return _page(room, singer, page[:limit], limit, len(page) > limit)
 
 
 @require_GET
-def room_search(request: HttpRequest, slug: str) -> JsonResponse:
+@_reading
+def room_search(request: HttpRequest, room: Room, singer: Singer) -> JsonResponse:
     """Live messages matching every word of `q`, newest first (v1.1)."""
-    try:
-        room, singer = _reader(request, slug)
-    except Unauthorized as exc:
-        return unauthorized(str(exc))
-    except Refusal as refusal:
-        return _error(404, refusal.code, refusal.detail)
     words = " ".join(request.GET.get("q", "").split())
     if not words:
-        return _error(400, "invalid", "'q' must hold at least one word")
+        raise Refusal(Code.INVALID, "'q' must hold at least one word")
     if len(words) > SEARCH_WORDS_MAX or "\x00" in words:
-        return _error(400, "invalid", f"'q' must be at most {SEARCH_WORDS_MAX} characters of text")
-    try:
-        before = whole_number(request.GET.get("before"), "before")
-        limit = _limit(whole_number(request.GET.get("limit"), "limit"))
-    except NotAWholeNumber as exc:
-        return _error(400, "invalid", str(exc))
+        raise Refusal(Code.INVALID, f"'q' must be at most {SEARCH_WORDS_MAX} characters of text")
+    before = whole_number(request.GET.get("before"), "before")
+    limit = _limit(whole_number(request.GET.get("limit"), "limit"))
     page = search_messages(room, words, before, limit + 1)
     return _page(room, singer, page[:limit], limit, len(page) > limit, q=words)
 
