@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import shutil
@@ -252,3 +253,30 @@ async def ws_frames(ws: Any, count: int, kind: str = "message", timeout: float =
         if frame["type"] == kind:
             found.append(frame)
     return found
+
+
+def raw_handshake(port: int, path: str, rcvbuf: int | None = None) -> tuple[socket.socket, bytes]:
+    """A TCP client that opens a WebSocket and reads no further on its own.
+
+    Returns the socket and whatever arrived after the handshake response.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if rcvbuf is not None:
+        # Before connecting, so the advertised window stays this small.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.settimeout(10)
+    sock.connect(("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        (
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    response = b""
+    while b"\r\n\r\n" not in response:
+        chunk = sock.recv(4096)
+        assert chunk, "closed during the handshake"
+        response += chunk
+    assert response.startswith(b"HTTP/1.1 101"), response[:200]
+    return sock, response.split(b"\r\n\r\n", 1)[1]

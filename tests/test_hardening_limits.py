@@ -8,9 +8,7 @@ consumer, hub); the ones about Daphne's own limits (1009, pings) run a real
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
-import os
 import socket
 import urllib.request
 from typing import Any
@@ -20,7 +18,7 @@ import websockets
 from channels.db import database_sync_to_async
 
 from choir.models import Message
-from tests.support import connect, ws_frames
+from tests.support import connect, raw_handshake, ws_frames
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -267,33 +265,6 @@ async def test_a_frame_far_over_daphne_s_limit_is_closed_with_1009_before_the_pr
     assert await database_sync_to_async(Message.objects.count)() == 1
 
 
-def _raw_handshake(port: int, path: str, rcvbuf: int | None = None) -> tuple[socket.socket, bytes]:
-    """A TCP client that opens a WebSocket and reads no further on its own.
-
-    Returns the socket and whatever arrived after the handshake response.
-    """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    if rcvbuf is not None:
-        # Before connecting, so the advertised window stays this small.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    sock.settimeout(10)
-    sock.connect(("127.0.0.1", port))
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(
-        (
-            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        ).encode()
-    )
-    response = b""
-    while b"\r\n\r\n" not in response:
-        chunk = sock.recv(4096)
-        assert chunk, "closed during the handshake"
-        response += chunk
-    assert response.startswith(b"HTTP/1.1 101"), response[:200]
-    return sock, response.split(b"\r\n\r\n", 1)[1]
-
-
 def _read_text_frames(sock: socket.socket, buffered: bytes, until: Any) -> list[dict]:
     """Server frames (unmasked) parsed off a raw socket until `until(frames)` holds."""
     frames: list[dict] = []
@@ -323,7 +294,7 @@ async def test_a_peer_that_stops_answering_pings_is_dropped_and_leaves_presence(
     server = daphne(extra_env={"CHOIR_PING_INTERVAL": "1", "CHOIR_PING_TIMEOUT": "1"})
     async with websockets.connect(server.ws("lobby", "name=watcher")) as watcher:
         await ws_frames(watcher, 1, kind="hello")
-        silent, _ = await asyncio.to_thread(_raw_handshake, server.port, "/ws/rooms/lobby/?name=deadbeat")
+        silent, _ = await asyncio.to_thread(raw_handshake, server.port, "/ws/rooms/lobby/?name=deadbeat")
         try:
             joined = await ws_frames(watcher, 1, kind="presence")
             assert "deadbeat (guest)" in joined[0]["joined"]
@@ -346,7 +317,7 @@ async def test_a_reader_that_falls_behind_gets_every_frame_in_order_and_is_count
     # About 1 MB stays queued in the server, under CHOIR_MAX_QUEUED_BYTES (4 MiB).
     server = daphne(extra_env={"CHOIR_RATE_PER_SECOND": "1000", "CHOIR_RATE_BURST": "1000", "CHOIR_PING_INTERVAL": "600"})
     count, pad = 1300, "x" * 3990  # about 5.2 MB: more than loopback buffers hold here (about 4.3 MB)
-    slow, buffered = await asyncio.to_thread(_raw_handshake, server.port, "/ws/rooms/lobby/?name=slow", 65536)
+    slow, buffered = await asyncio.to_thread(raw_handshake, server.port, "/ws/rooms/lobby/?name=slow", 65536)
     try:
         async with websockets.connect(server.ws("lobby", "name=poster"), max_queue=None) as poster:
             await ws_frames(poster, 1, kind="hello")

@@ -9,7 +9,6 @@ while a client never reads.
 from __future__ import annotations
 
 import asyncio
-import base64
 import collections
 import functools
 import json
@@ -27,7 +26,7 @@ from prometheus_client import REGISTRY
 
 from choir import transport
 from choir.transport import OPEN, Outgoing, State, WireMiddleware
-from tests.support import ws_frames
+from tests.support import raw_handshake, ws_frames
 
 BROKEN = Path(__file__).resolve().parent / "transport_broken"
 
@@ -281,27 +280,6 @@ async def test_an_upgrade_that_renames_an_internal_costs_speed_not_delivery(daph
 # A reader that never reads while the room floods --------------------------------------
 
 
-def never_reading_client(port: int, path: str) -> tuple[socket.socket, bytes]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)  # before connecting: a small window
-    sock.settimeout(10)
-    sock.connect(("127.0.0.1", port))
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(
-        (
-            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        ).encode()
-    )
-    response = b""
-    while b"\r\n\r\n" not in response:
-        chunk = sock.recv(4096)
-        assert chunk, "closed during the handshake"
-        response += chunk
-    assert response.startswith(b"HTTP/1.1 101"), response[:200]
-    return sock, response.split(b"\r\n\r\n", 1)[1]
-
-
 def read_to_the_end(sock: socket.socket, data: bytes) -> tuple[list[dict], int | None, str]:
     """Every text frame and the close code, reading until the server closes or resets; and how it ended."""
     frames: list[dict] = []
@@ -379,7 +357,7 @@ async def test_a_reader_that_never_reads_while_the_room_floods_is_let_go_and_mem
     # A first flood with nobody behind: the allocator's high-water mark for
     # the flood itself, so the second one measures what the slow reader holds.
     await flood(poster, reader, first=1)
-    slow, buffered = await asyncio.to_thread(never_reading_client, server.port, "/ws/rooms/lobby/?name=slow")
+    slow, buffered = await asyncio.to_thread(raw_handshake, server.port, "/ws/rooms/lobby/?name=slow", 65536)
     try:
         await asyncio.sleep(0.5)
         before = rss_bytes(worker)
