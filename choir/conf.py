@@ -41,6 +41,11 @@ DEFAULTS: dict[str, Any] = {
     # Fan-out healing and presence
     "CHOIR_GAP_WAIT": 0.25,
     "CHOIR_PRESENCE_TTL": 60,
+    # Past this many online, presence is summed up: one frame per socket every
+    # CROWD_EVERY seconds, naming at most NAMES_MAX arrivals and departures
+    "CHOIR_PRESENCE_CROWD": 500,
+    "CHOIR_PRESENCE_CROWD_EVERY": 5.0,
+    "CHOIR_PRESENCE_NAMES_MAX": 20,
     # Retention (0 = keep forever); rooms may set their own
     "CHOIR_RETENTION_DAYS": 0,
     # Daphne, as started by `manage.py serve`

@@ -71,6 +71,8 @@ class Presence(Stamped):
     frame: str
     joined: list[str]
     left: list[str]
+    online: int
+    crowd: bool  # the room was past CHOIR_PRESENCE_CROWD when the batch was made
 
 
 class Typing(Stamped):
@@ -151,8 +153,8 @@ def room_changed() -> RoomChanged:
     return {"type": ROOM_CHANGED}
 
 
-def presence(frame: str, joined: list[str], left: list[str]) -> Presence:
-    return {"type": PRESENCE, "frame": frame, "joined": joined, "left": left}
+def presence(frame: str, joined: list[str], left: list[str], online: int, crowd: bool) -> Presence:
+    return {"type": PRESENCE, "frame": frame, "joined": joined, "left": left, "online": online, "crowd": crowd}
 
 
 def token_revoked(token_id: int, code: int, reason: str) -> TokenRevoked:

@@ -1,10 +1,20 @@
 """Who is online in each room, across every process.
 
-With Redis, each process keeps a sorted set per room whose members are
-"<process>|<name>" scored by an expiry time it refreshes while the name is
-connected; a process that dies stops refreshing and its names lapse within
-CHOIR_PRESENCE_TTL seconds. Without Redis there is one process, and its own
-count is the truth.
+With Redis, each room has three sorted sets, all scored by an expiry time
+that their owner refreshes while it lives (so a process that dies stops
+refreshing, and its people lapse within CHOIR_PRESENCE_TTL seconds):
+
+- `…:presence:<room>`: "<process>|<name>", one entry per name per process;
+- `…:presence-names:<room>`: each name once, scored by its latest expiry,
+  so the count of distinct names is one ZCOUNT however big the room;
+- `…:presence-procs:<room>`: the processes holding anyone in the room.
+
+Arrivals and departures are applied by one script in one round trip, which
+answers with the count and with which of the departed names are still held
+by another live process. Nothing on the hot path reads a whole room: a crowd
+of 100,000 would otherwise cost a 100,000-name read per batch.
+
+Without Redis there is one process, and its own count is the truth.
 
 Writes come from the fan-out's presence batching (choir/fanout/batching.py);
 pages, the admin and the desk read through `online` and `online_counts`.
@@ -31,14 +41,14 @@ class LocalPresence:
         self.rooms: dict[int, set[str]] = {}
         _local_stores.add(self)
 
-    async def apply(self, room_id: int, *, added: set[str], removed: set[str]) -> set[str]:
-        """Record arrivals and departures; return who is online now."""
-        names = (self.rooms.get(room_id, set()) | added) - removed
-        if names:
-            self.rooms[room_id] = names
-        else:
-            self.rooms.pop(room_id, None)
-        return set(names)
+    async def apply(self, room_id: int, *, added: set[str], removed: set[str]) -> tuple[int, set[str]]:
+        """Record arrivals and departures: (how many are online now, the departed still online elsewhere)."""
+        names = self.rooms.setdefault(room_id, set())
+        names |= added
+        names -= removed
+        if not names:
+            del self.rooms[room_id]
+        return len(names), set()
 
     async def names(self, room_id: int) -> set[str]:
         return set(self.rooms.get(room_id, ()))
@@ -50,12 +60,55 @@ class LocalPresence:
         _local_stores.discard(self)
 
 
-def _key(prefix: str, room_id: int) -> str:
-    return f"{prefix}:presence:{room_id}"
+def _keys(prefix: str, room_id: int) -> list[str]:
+    return [f"{prefix}:presence:{room_id}", f"{prefix}:presence-names:{room_id}", f"{prefix}:presence-procs:{room_id}"]
 
 
-def _name(member: bytes) -> str:
-    return member.decode().split("|", 1)[1]
+# KEYS: the per-process entries, the names, the processes (see the module docstring).
+# ARGV: now, expiry, key lifetime (ms), this process, how many names were added, the added, the removed.
+# Returns {online count, the removed names another live process still holds}.
+_APPLY = """
+local now, expiry, me, nadd = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[4], tonumber(ARGV[5])
+redis.call('ZADD', KEYS[3], expiry, me)
+for i = 6, 5 + nadd do
+  local name = ARGV[i]
+  redis.call('ZADD', KEYS[1], expiry, me .. '|' .. name)
+  local s = redis.call('ZSCORE', KEYS[2], name)
+  if not s or tonumber(s) < expiry then redis.call('ZADD', KEYS[2], expiry, name) end
+end
+local holders = redis.call('ZRANGEBYSCORE', KEYS[3], now, '+inf')
+local still = {}
+for i = 6 + nadd, #ARGV do
+  local name = ARGV[i]
+  redis.call('ZREM', KEYS[1], me .. '|' .. name)
+  local held = false
+  for _, p in ipairs(holders) do
+    if p ~= me then
+      local s = redis.call('ZSCORE', KEYS[1], p .. '|' .. name)
+      if s and tonumber(s) > now then held = true; break end
+    end
+  end
+  if held then table.insert(still, name) else redis.call('ZREM', KEYS[2], name) end
+end
+for _, key in ipairs(KEYS) do redis.call('PEXPIRE', key, ARGV[3]) end
+return {redis.call('ZCOUNT', KEYS[2], now, '+inf'), still}
+"""
+
+# Same KEYS; ARGV: now, expiry, key lifetime (ms), this process, then the names it holds.
+_REFRESH = """
+local now, expiry, me = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[4]
+redis.call('ZADD', KEYS[3], expiry, me)
+for i = 5, #ARGV do
+  redis.call('ZADD', KEYS[1], expiry, me .. '|' .. ARGV[i])
+  local s = redis.call('ZSCORE', KEYS[2], ARGV[i])
+  if not s or tonumber(s) < expiry then redis.call('ZADD', KEYS[2], expiry, ARGV[i]) end
+end
+for _, key in ipairs(KEYS) do
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+  redis.call('PEXPIRE', key, ARGV[3])
+end
+return 0
+"""
 
 
 class RedisPresence:
@@ -67,41 +120,36 @@ class RedisPresence:
     def _client(self, room_id: int):  # -> redis.asyncio.Redis
         return redis_clients.async_client(redis_clients.shard(self.urls, room_id))
 
-    async def apply(self, room_id: int, *, added: set[str], removed: set[str]) -> set[str]:
-        """Record arrivals and departures and read who is online, in one round trip."""
-        key = _key(self.prefix, room_id)
+    def _times(self) -> tuple[float, float, int]:
         now = time.time()
+        return now, now + settings.CHOIR_PRESENCE_TTL, settings.CHOIR_PRESENCE_TTL * 2000
+
+    async def apply(self, room_id: int, *, added: set[str], removed: set[str]) -> tuple[int, set[str]]:
+        """Record arrivals and departures: (how many are online now, the departed still online elsewhere)."""
+        now, expiry, lifetime = self._times()
         try:
-            async with self._client(room_id).pipeline(transaction=False) as pipe:
-                if added:
-                    pipe.zadd(key, {f"{self.process}|{name}": now + settings.CHOIR_PRESENCE_TTL for name in added})
-                if removed:
-                    pipe.zrem(key, *(f"{self.process}|{name}" for name in removed))
-                pipe.zrangebyscore(key, now, "+inf")
-                members = (await pipe.execute())[-1]
+            count, still = await self._client(room_id).eval(
+                _APPLY, 3, *_keys(self.prefix, room_id), now, expiry, lifetime, self.process, len(added), *added, *removed
+            )
         except Exception:
             log.warning("presence update failed room=%s", room_id, exc_info=True)
-            return set()
-        return {_name(member) for member in members}
+            return -1, set()
+        return int(count), {name.decode() for name in still}
 
     async def names(self, room_id: int) -> set[str]:
         try:
-            members = await self._client(room_id).zrangebyscore(_key(self.prefix, room_id), time.time(), "+inf")
+            members = await self._client(room_id).zrangebyscore(_keys(self.prefix, room_id)[1], time.time(), "+inf")
         except Exception:
             log.warning("presence read failed room=%s", room_id, exc_info=True)
             return set()
-        return {_name(member) for member in members}
+        return {member.decode() for member in members}
 
     async def refresh(self, rooms: dict[int, set[str]]) -> None:
-        expiry = time.time() + settings.CHOIR_PRESENCE_TTL
+        now, expiry, lifetime = self._times()
         for room_id, names in rooms.items():
-            key = _key(self.prefix, room_id)
-            async with self._client(room_id).pipeline(transaction=False) as pipe:
-                if names:
-                    pipe.zadd(key, {f"{self.process}|{name}": expiry for name in names})
-                pipe.zremrangebyscore(key, "-inf", time.time())
-                pipe.expire(key, settings.CHOIR_PRESENCE_TTL * 2)
-                await pipe.execute()
+            await self._client(room_id).eval(
+                _REFRESH, 3, *_keys(self.prefix, room_id), now, expiry, lifetime, self.process, *names
+            )
 
     async def close(self) -> None:
         # The clients are shared (choir.redis_clients); the loop's owner closes them.
@@ -114,9 +162,10 @@ def store_for_this_process() -> LocalPresence | RedisPresence:
     return LocalPresence()
 
 
-async def announce(room_id: int, *, joined: list[str], left: list[str], online: int) -> None:
+async def announce(room_id: int, *, joined: list[str], left: list[str], online: int, crowd: bool = False) -> None:
+    """Tell every process of a batch of arrivals and departures (in a crowd, each sums them up for its sockets)."""
     frame = protocol.presence_frame(joined=joined, left=left, online=online)
-    await broadcast.asend(room_id, events.presence(frame, joined, left))
+    await broadcast.asend(room_id, events.presence(frame, joined, left, online, crowd))
 
 
 async def typing(room_id: int, *, author: str, origin: str) -> None:
@@ -138,9 +187,9 @@ def online(room_ids: list[int]) -> dict[int, list[str]]:
         try:
             for room_id in room_ids:
                 members = redis_clients.sync_client(redis_clients.shard(urls, room_id)).zrangebyscore(
-                    _key(prefix, room_id), now, "+inf"
+                    _keys(prefix, room_id)[1], now, "+inf"
                 )
-                found[room_id] = {_name(member) for member in members}
+                found[room_id] = {member.decode() for member in members}
         except Exception:
             log.warning("presence unavailable", exc_info=True)
     else:
@@ -151,5 +200,16 @@ def online(room_ids: list[int]) -> dict[int, list[str]]:
 
 
 def online_counts(room_ids: list[int]) -> dict[int, int]:
-    """How many people are online per room."""
-    return {room_id: len(names) for room_id, names in online(room_ids).items()}
+    """How many people are online per room (with Redis, one ZCOUNT per room, never a read of the names)."""
+    urls = settings.CHOIR_REDIS_URLS
+    if not urls:
+        return {room_id: len(names) for room_id, names in online(room_ids).items()}
+    counts = dict.fromkeys(room_ids, 0)
+    now = time.time()
+    try:
+        for room_id in room_ids:
+            key = _keys(settings.CHOIR_REDIS_PREFIX, room_id)[1]
+            counts[room_id] = redis_clients.sync_client(redis_clients.shard(urls, room_id)).zcount(key, now, "+inf")
+    except Exception:
+        log.warning("presence unavailable", exc_info=True)
+    return counts

@@ -418,8 +418,15 @@ def read_frame(*, room: str, seq: int) -> str:
     return encode({"type": "read", "room": room, "seq": seq})
 
 
-def presence_frame(*, joined: list[str], left: list[str], online: int) -> str:
-    return encode({"type": "presence", "joined": joined, "left": left, "online": online})
+def presence_frame(
+    *, joined: list[str], left: list[str], online: int, joined_count: int | None = None, left_count: int | None = None
+) -> str:
+    """A presence frame; in a crowd, `joined`/`left` name only some and the counts say how many in all."""
+    frame: dict[str, Any] = {"type": "presence", "joined": joined, "left": left, "online": online}
+    if joined_count is not None:
+        frame["joined_count"] = joined_count
+        frame["left_count"] = left_count
+    return encode(frame)
 
 
 def typing_frame(author: str) -> str:

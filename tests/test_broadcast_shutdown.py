@@ -74,6 +74,32 @@ async def test_presence_read_api_reads_what_every_process_wrote_to_redis(uses_re
         await redis_clients.close_async_clients()
 
 
+async def test_redis_presence_counts_a_name_once_and_keeps_it_while_another_process_holds_it(uses_redis, settings):
+    # The store answers each batch with the count and with which departed
+    # names another live process still holds, without reading the room whole.
+    from choir.conf import settings as choir_settings
+
+    settings.CHOIR_PRESENCE_TTL = 1  # seconds: long enough for the steps below, short enough to watch a lapse
+    room = 90_002
+    a, b = (presence.RedisPresence(choir_settings.CHOIR_REDIS_URLS, choir_settings.CHOIR_REDIS_PREFIX) for _ in range(2))
+    try:
+        assert await a.apply(room, added={"ann", "bo"}, removed=set()) == (2, set())
+        assert await b.apply(room, added={"ann", "cy"}, removed=set()) == (3, set())
+        assert await a.apply(room, added=set(), removed={"ann", "bo"}) == (2, {"ann"})  # b still holds ann
+        assert await b.names(room) == {"ann", "cy"}
+        assert await b.apply(room, added=set(), removed={"ann"}) == (1, set())
+        # b stops refreshing (it died): its cy lapses; a refreshes, so its dee stays.
+        await a.apply(room, added={"dee"}, removed=set())
+        await asyncio.sleep(1.2)
+        await a.refresh({room: {"dee"}})
+        assert await a.names(room) == {"dee"}
+        assert await asyncio.to_thread(presence.online_counts, [room]) == {room: 1}
+    finally:
+        for store in (a, b):
+            await store.apply(room, added=set(), removed={"ann", "bo", "cy", "dee"})
+        await redis_clients.close_async_clients()
+
+
 async def test_redis_clients_are_shared_per_url_and_per_loop():
     url = "redis://127.0.0.1:6379/0"
     assert redis_clients.sync_client(url) is redis_clients.sync_client(url)

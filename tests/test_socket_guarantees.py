@@ -353,6 +353,30 @@ async def test_presence_announces_joins_and_leaves_with_the_online_count(lobby):
     await first.close()
 
 
+async def test_a_crowd_gets_presence_summed_up_with_counts_and_a_few_names(lobby, settings):
+    # Past CHOIR_PRESENCE_CROWD online, arrivals are not passed on batch by
+    # batch: each socket gets one frame per CROWD_EVERY, naming a few and counting all.
+    settings.CHOIR_PRESENCE_CROWD = 2
+    settings.CHOIR_PRESENCE_CROWD_EVERY = 1.0
+    settings.CHOIR_PRESENCE_NAMES_MAX = 2
+    first = await connect("lobby", query="name=Ann")
+    second = await connect("lobby", query="name=Bo")
+    small = await first.expect("presence", skip=())
+    assert "Bo (guest)" in small["joined"] and "joined_count" not in small
+    crowd = [await connect("lobby", query=f"name=C{i}") for i in range(4)]
+    summed = await first.expect("presence", skip=(), timeout=5)
+    assert summed["joined_count"] == 4 and summed["left_count"] == 0
+    assert len(summed["joined"]) == 2 and set(summed["joined"]) <= {f"C{i} (guest)" for i in range(4)}
+    assert summed["online"] == 6
+    await first.nothing(timeout=0.5, skip=())  # one frame for the lot, not one per batch
+    for sock in crowd:
+        await sock.close()
+    gone = await first.expect("presence", skip=(), timeout=5)
+    assert gone["left_count"] == 4 and gone["online"] == 2
+    await second.close()
+    await first.close()
+
+
 async def test_a_handshake_while_the_database_is_down_closes_with_1013_and_a_reason(lobby, make_user, monkeypatch):
     from django.db import OperationalError
 

@@ -169,7 +169,7 @@ class Feed:
                 await asyncio.sleep(settings.CHOIR_GAP_WAIT)
 
     def cancel_tasks(self) -> None:
-        for task in (self.gap_task, self.roster.flush_task):
+        for task in (self.gap_task, self.roster.flush_task, self.roster.crowd_task):
             if task is not None:
                 task.cancel()
         self.changes.cancel()

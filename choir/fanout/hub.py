@@ -217,9 +217,8 @@ class Hub:
     def on_read(self, feed: Feed, event: events.Read) -> Awaitable[None]:
         return echo_read(feed, event["user_id"], event.get("origin"), event["frame"])
 
-    async def on_presence(self, feed: Feed, event: events.Presence) -> None:
-        self.presence.heard(feed, event["joined"], event["left"])
-        await feed.to_all(event["frame"])
+    def on_presence(self, feed: Feed, event: events.Presence) -> Awaitable[None]:
+        return self.presence.heard(feed, event)
 
     async def on_typing(self, feed: Feed, event: events.Typing) -> None:
         await feed.to_all(event["frame"], skip=event.get("origin"))
