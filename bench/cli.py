@@ -38,8 +38,8 @@ from bench.targets import (
 REFERENCES = ("raw", "asgi", "channels")
 PEERS = ("ws", "socketio", "pysocketio")  # the servers people pick instead: Node ws, Node Socket.IO, python-socketio
 ALL_TARGETS = ("choir", *REFERENCES, *PEERS)
-ALL_SCENARIOS = ("fanout", "rooms", "chatter", "idle", "scaling", "stage")
-DEFAULT_SCENARIOS = ("fanout", "rooms", "chatter", "idle")  # scaling and stage are long: --scaling, --stage
+ALL_SCENARIOS = ("fanout", "rooms", "chatter", "idle", "workers", "scaling", "stage")
+DEFAULT_SCENARIOS = ("fanout", "rooms", "chatter", "idle", "workers")  # scaling and stage are long: --scaling, --stage
 
 # Each preset is a set of flag defaults; flags given on the command line win.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -67,6 +67,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "drain_timeout": 5.0,
         "reuse_servers": False,
         "reference_load": 10000,
+        "workers_rooms": 4,
+        "workers_members": 250,
+        "workers_deliveries": [20000, 40000, 60000, 80000, 100000],
     },
     # For development on a shared machine: every scenario, a few seconds each.
     "small": {
@@ -92,6 +95,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "drain_timeout": 3.0,
         "reuse_servers": False,
         "reference_load": 2000,
+        "workers_rooms": 4,
+        "workers_members": 50,
+        "workers_deliveries": [2000, 5000, 10000],
     },
     # CI smoke test: each server started once, every scenario touched.
     "quick": {
@@ -117,6 +123,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "drain_timeout": 3.0,
         "reuse_servers": True,
         "reference_load": 1000,
+        "workers_rooms": 2,
+        "workers_members": 10,
+        "workers_deliveries": [200, 1000],
     },
 }
 
@@ -136,6 +145,9 @@ ABOUT = {
     "addresses (127.0.0.2, …), then the room's one conductor, signed in, posts a few messages; connect time, "
     "RSS per socket over the workers' baseline, and for each post how long until the listeners had it "
     "(max: the last listener). Choir only.",
+    "workers": "Choir on one Daphne worker, then on two: the same rooms (each room's first member sending, phases "
+    "spread) and the same stepped load; the highest step each passes (zero loss, p99 under the limit) and its "
+    "deliveries/s. The load generator runs on the same two cores, so it caps what two workers can show.",
     "idle": "Sockets opened (a bounded number of handshakes in flight per client process) and left idle, spread over "
     "rooms; memory of the serving processes over their baseline, and handshake rate. A Choir socket counts as "
     "open once its `hello` arrives.",
@@ -205,6 +217,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--p99-limit-ms", type=float, default=100.0, help="a fan-out step passes under this p99")
     p.add_argument("--stop-p99-ms", type=float, default=1000.0, help="stop stepping once p99 passes this")
     p.add_argument("--reference-load", type=int, help="offered deliveries/s compared across targets")
+    p.add_argument("--workers-counts", type=_ints, default=[1, 2], help="Daphne worker counts compared by 'workers'")
+    p.add_argument("--workers-rooms", type=int, help="rooms in the workers scenario")
+    p.add_argument("--workers-members", type=int, help="members per room in the workers scenario")
+    p.add_argument("--workers-deliveries", type=_ints, help="offered deliveries/s per step in the workers scenario")
     p.add_argument("--rooms", type=int)
     p.add_argument("--room-size", type=int)
     p.add_argument("--room-rate", type=float, help="messages/s per room")
@@ -277,7 +293,7 @@ def server_env(args: argparse.Namespace, db: Database, redis: Redis, out: Path) 
 
 def rooms_needed(args: argparse.Namespace) -> list[str]:
     slugs = [scenarios.fanout_room(n) for n in args.fanout_members]
-    slugs += scenarios.many_rooms(args.rooms) + [scenarios.CHATTER_ROOM]
+    slugs += scenarios.many_rooms(max(args.rooms, args.workers_rooms)) + [scenarios.CHATTER_ROOM]
     slugs += scenarios.idle_rooms(math.ceil(max(args.idle_levels) / args.idle_room_size))
     if "scaling" in args.scenarios:
         slugs += [scenarios.scale_room(n) for n in args.scaling_sizes]
@@ -436,6 +452,22 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
 
+        if "workers" in args.scenarios and "choir" in args.targets:
+            plan.append(
+                (
+                    "workers",
+                    "workers",
+                    {
+                        "counts": args.workers_counts,
+                        "rooms": args.workers_rooms,
+                        "members": args.workers_members,
+                        "deliveries": args.workers_deliveries,
+                        "step_seconds": args.step_seconds,
+                        "p99_ms": args.p99_limit_ms,
+                    },
+                    functools.partial(scenarios.workers, make=lambda workers: Choir(out, env, workers=workers)),
+                )
+            )
         if "scaling" in args.scenarios:
             plan.append(
                 (
@@ -479,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
 
         for key, kind, params, run in plan:
             entry = results["scenarios"][key] = {"kind": kind, "about": ABOUT[kind], "params": params, "targets": {}}
-            names = ["choir"] if kind in ("chatter", "stage") else args.targets
+            names = ["choir"] if kind in ("chatter", "stage", "workers") else args.targets
             if kind == "scaling":
                 names = [t for t in args.targets if t in args.scaling_targets]
             for name in names:

@@ -116,6 +116,13 @@ def summary_rows(results: dict[str, Any], reference_load: int) -> list[dict[str,
                 for label, q in (("p50", "p50"), ("p99", "p99"), ("last listener", "max")):
                     worst = max((p[q] for p in r["per_post_ms"]), default=None)
                     add(key, f"{label} ms, worst of {r['posts']} posts", "lower", {t: worst})
+        elif kind == "workers":
+            for t, r in targets.items():
+                for run in r["by_workers"]:
+                    where = f"{run['workers']} worker(s)"
+                    add(key, f"highest deliveries/s passed, {where}", "higher", {t: run["max_deliveries_per_s"]})
+                    add(key, f"throughput against one worker, {where}", "higher", {t: run["throughput_ratio"]})
+                    add(key, f"deliveries per server CPU-s at that step, {where}", "higher", {t: run["deliveries_per_cpu_s_at_max"]})
         elif kind == "scaling":
             size = scenario["params"].get("room_size", 10)
             for series, label in (("by_size", "one room of {:,}"), ("by_rooms", "{:,} room(s) of " + str(size))):

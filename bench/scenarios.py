@@ -5,6 +5,7 @@ rooms    many rooms of a few members, a sender per room
 chatter  many senders in one room, each waiting for its own ack (Choir only:
          the references store nothing)
 idle     many open sockets: memory per socket and handshake rate
+workers  the same rooms and steps on one Daphne worker, then two (Choir only)
 stage    a stage room of up to 100,000 listeners over N Daphne workers, one
          conductor posting (Choir only, behind --stage)
 scaling  how cost grows: one room of 10 → 10,000 members, then 1 → 1,000
@@ -432,6 +433,79 @@ def scaling(
                 )
             time.sleep(1.0)
     return {"by_size": by_size, "by_rooms": by_rooms}
+
+
+# Workers ------------------------------------------------------------------------
+
+
+def workers(
+    ctx: Context,
+    name: str,
+    *,
+    counts: list[int],
+    rooms: int,
+    members: int,
+    deliveries: list[int],
+    step_seconds: float,
+    p99_ms: float,
+    make: Callable[[int], Target],
+) -> dict[str, Any]:
+    """The same rooms and stepped load on one Daphne worker, then on more: what another process buys.
+
+    Each room's first member sends, phases spread; members land on workers
+    as the kernel spreads the connections (SO_REUSEPORT), so every worker
+    hears every room's messages once and writes to its own share.
+    """
+    layout = [slug for slug in many_rooms(rooms) for _ in range(members)]
+    senders = {index * members: index for index in range(rooms)}
+    runs = []
+    for count in counts:
+        ctx.redis.flush()
+        target = make(count)
+        target.start()
+        ctx.meter.watch("server", procstat.tree(target.pid))
+        ctx.meter.watch("serving", target.serving())
+        try:
+            time.sleep(1.0)
+            with clients(ctx, target) as pool:
+                conn = connect(pool, layout, senders)
+                ctx.log(f"  {name}: {count} worker(s), {conn['opened']} members in {rooms} rooms")
+                steps = []
+                for step, offered in enumerate(deliveries):
+                    rate = offered / max(conn["opened"], 1)  # messages/s per room's sender
+                    row, _ = measure_step(
+                        ctx, pool, step=step, mode="fixed", rate=rate, duration=step_seconds, stagger=rooms
+                    )
+                    row.update(rate=round(rate, 2), offered_deliveries_per_s=offered, passed=_passes(row, p99_ms))
+                    steps.append(row)
+                    lat = row["latency_ms"]
+                    ctx.log(
+                        f"  {name}: {count} worker(s), {offered:,}/s offered -> {row['deliveries_per_s']:,}/s "
+                        f"lost {row['lost']} p99 {lat['p99']} ms, server cpu {row['server_cpu_pct']}%, "
+                        f"clients {row['client_cpu_s']} cpu-s"
+                    )
+                    if row["lost"] or lat["p99"] > ctx.stop_p99_ms:
+                        break
+        finally:
+            ctx.meter.unwatch("server")
+            ctx.meter.unwatch("serving")
+            target.stop()
+        passed = [s for s in steps if s["passed"]]
+        top = passed[-1] if passed else None
+        runs.append(
+            {
+                "workers": count,
+                "connections": conn["opened"],
+                "steps": steps,
+                "max_deliveries_per_s": top["deliveries_per_s"] if top else 0,
+                "deliveries_per_cpu_s_at_max": top["deliveries_per_cpu_s"] if top else None,
+                "server_cpu_pct_at_max": top["server_cpu_pct"] if top else None,
+            }
+        )
+    base = runs[0]["max_deliveries_per_s"] or None
+    for run in runs:
+        run["throughput_ratio"] = round(run["max_deliveries_per_s"] / base, 2) if base else None
+    return {"by_workers": runs}
 
 
 # The stage ----------------------------------------------------------------------

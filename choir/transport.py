@@ -20,10 +20,23 @@ connection, at the first WebSocket:
   `_writeDisconnected`, `TLS`, `connected`, `disconnecting`, `socket`
   (write-through, and the measure of what a socket holds queued).
 
-Two patches ride along: `WebSocketFactory.setProtocolOptions(failByDrop=False)`
-(an oversized frame is answered with close 1009 instead of a cut connection)
-and autobahn's module-level `pformat` (it formats its whole configuration per
-handshake for a debug line nobody sees).
+Three patches ride along: `WebSocketFactory.setProtocolOptions(failByDrop=False)`
+(an oversized frame is answered with close 1009 instead of a cut connection),
+autobahn's module-level `pformat` (it formats its whole configuration per
+handshake for a debug line nobody sees), and Daphne's reaper (below).
+
+The reaper: Daphne's `Server.application_checker` walks every connection once
+a second to find finished applications and closed sockets. At 16,000
+sockets a process that walk was half of an idle worker's CPU (py-spy, the
+100,000-listener stage) and a pause in every socket's delivery once a second.
+With the patch, a connection is looked at when it disconnects or its
+application finishes (`protocol_disconnected`, a done-callback set in
+`create_application`), with Daphne's own rules; Daphne's full walk still runs
+once a minute, so anything the hooks could miss is reaped as before. It
+needs `Server.application_checker`, `protocol_disconnected`,
+`create_application(protocol, scope)`, `connections`,
+`application_close_timeout` and `daphne.server.reactor`; it is off with the
+fast path.
 
 Where an internal is missing, `install()` logs a warning naming it, counts it
 (`choir_transport_internals_missing_total{internal=...}`), and turns off only
@@ -52,10 +65,12 @@ detail lives here and nowhere else, and half of it is the start-up checks.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import functools
 import inspect
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -76,7 +91,9 @@ except Exception:  # pragma: no cover - only without autobahn
 WRITE_THROUGH = "write_through"  # wires: prepared frames, write-through, the queue cap, protocol close codes
 CLOSE_1009 = "close_1009"
 QUIET_HANDSHAKE = "quiet_handshake"
-PARTS = (WRITE_THROUGH, CLOSE_1009, QUIET_HANDSHAKE)
+REAPER = "reaper"  # Daphne's connections reaped as they end, not by a walk of all of them each second
+PARTS = (WRITE_THROUGH, CLOSE_1009, QUIET_HANDSHAKE, REAPER)
+FULL_REAP_EVERY = 60.0  # seconds between Daphne's own walks, with the reaper on
 
 # What an ASGI application may close with under autobahn (and any server): 1000, 3000-4999.
 NORMAL_CLOSURE = 1000
@@ -323,6 +340,13 @@ def install() -> State:
 
         autobahn_protocol.pformat = lambda obj, *args, **kwargs: "(configuration not formatted)"
         _turn_on(QUIET_HANDSHAKE)
+
+    missing = _reaper_missing()
+    if missing:
+        _report(missing, [REAPER])
+    elif settings.CHOIR_FAST_PATH:
+        _patch_reaper()
+        _turn_on(REAPER)
     return state
 
 
@@ -452,3 +476,106 @@ def _quiet_handshake_missing() -> list[str]:
     except Exception:
         pass
     return ["autobahn.websocket.protocol:pformat"]
+
+
+def _reaper_missing() -> list[str]:
+    try:
+        from daphne import server as daphne_server
+
+        server = daphne_server.Server
+        missing = [
+            f"daphne.server:Server.{name}"
+            for name in ("application_checker", "protocol_disconnected", "create_application")
+            if not callable(getattr(server, name, None))
+        ]
+        if not missing and list(inspect.signature(server.create_application).parameters) != ["self", "protocol", "scope"]:
+            missing.append("daphne.server:Server.create_application(protocol, scope)")
+        names = server.__init__.__code__.co_names + server.run.__code__.co_names  # `connections` is made in run()
+        missing += [f"daphne.server:Server().{name}" for name in ("connections", "application_close_timeout") if name not in names]
+        if not callable(getattr(getattr(daphne_server, "reactor", None), "callLater", None)):
+            missing.append("daphne.server:reactor.callLater")
+        return missing
+    except Exception:
+        return ["daphne.server:Server"]
+
+
+def _patch_reaper() -> None:
+    """Reap Daphne's connections as they end instead of walking all of them every second (see the docstring)."""
+    from daphne import server as daphne_server
+
+    server_class = daphne_server.Server
+    if getattr(server_class.application_checker, "choir_reaper", False):
+        return
+    full_walk = server_class.application_checker
+    disconnected = server_class.protocol_disconnected
+    create_application = server_class.create_application
+
+    def due(server: Any) -> set[Any]:
+        found = server.__dict__.get("_choir_due")
+        if found is None:
+            found = server._choir_due = set()
+        return found
+
+    def protocol_disconnected(self: Any, protocol: Any) -> None:
+        disconnected(self, protocol)
+        due(self).add(protocol)
+
+    def create_application_watched(self: Any, protocol: Any, scope: Any) -> Any:
+        queue = create_application(self, protocol, scope)
+        instance = self.connections.get(protocol, {}).get("application_instance")
+        if instance is not None:
+            instance.add_done_callback(lambda _: due(self).add(protocol))
+        return queue
+
+    def application_checker(self: Any) -> None:
+        now = time.monotonic()
+        if now - self.__dict__.get("_choir_walked_at", 0.0) > FULL_REAP_EVERY:
+            self._choir_walked_at = now
+            full_walk(self)  # Daphne's own walk; it schedules the next check itself
+            return
+        pending = due(self)
+        for protocol in list(pending):
+            if _reap(self, protocol):
+                pending.discard(protocol)
+        daphne_server.reactor.callLater(1, self.application_checker)
+
+    application_checker.choir_reaper = True  # type: ignore[attr-defined]
+    application_checker.choir_originals = {  # type: ignore[attr-defined]
+        "application_checker": full_walk,
+        "protocol_disconnected": disconnected,
+        "create_application": create_application,
+    }
+    server_class.protocol_disconnected = protocol_disconnected
+    server_class.create_application = create_application_watched
+    server_class.application_checker = application_checker
+
+
+def _reap(server: Any, protocol: Any) -> bool:
+    """Daphne's rules for one connection; True once there is nothing left to watch."""
+    details = server.connections.get(protocol)
+    if details is None:
+        return True
+    disconnected = details.get("disconnected")
+    instance = details.get("application_instance")
+    if disconnected and time.time() - disconnected > server.application_close_timeout and instance and not instance.done():
+        log.warning("application instance for %r took too long to shut down and was killed", protocol)
+        instance.cancel()
+    if instance is not None and instance.done():
+        try:
+            exception = instance.exception()
+        except asyncio.CancelledError:
+            exception = None
+        if isinstance(exception, KeyboardInterrupt):
+            server.stop()
+        elif exception is not None:
+            log.error("Exception inside application: %s", exception, exc_info=exception)
+            if not disconnected:
+                protocol.handle_exception(exception)
+        del details["application_instance"]
+        instance = None
+    if instance is None and disconnected:
+        del server.connections[protocol]
+        return True
+    # Still running after a disconnect: look again next second. Finished while
+    # the socket is open: its disconnect brings it back.
+    return instance is None

@@ -52,7 +52,7 @@ def test_it_runs_the_quick_preset_and_writes_a_report_with_nothing_lost(tmp_path
         assert (latest / name).stat().st_size > 0, name
     results = json.loads((latest / "results.json").read_text())
     scenarios = results["scenarios"]
-    assert set(scenarios) == {"fanout-20", "rooms", "chatter", "idle"}
+    assert set(scenarios) == {"fanout-20", "rooms", "chatter", "idle", "workers"}
     # Every peer ran, or the report says why not (no Node on the machine, say).
     ran = results["meta"]["targets"]
     skipped = results["meta"]["skipped"]
@@ -73,6 +73,9 @@ def test_it_runs_the_quick_preset_and_writes_a_report_with_nothing_lost(tmp_path
     chatter = scenarios["chatter"]["targets"]["choir"]
     assert chatter["lost"] == 0 and chatter["db"]["gap_free"] and chatter["stored_matches_sent"]
     assert scenarios["idle"]["targets"]["choir"]["levels"][0]["connect_failed"] == 0
+    by_workers = scenarios["workers"]["targets"]["choir"]["by_workers"]
+    assert [run["workers"] for run in by_workers] == [1, 2]
+    assert all(step["lost"] == 0 and step["received"] > 0 for run in by_workers for step in run["steps"])
     report = (latest / "report.md").read_text()
     assert "| chatter |" in report
     assert "Node Socket.IO" in report or "socketio" not in ran

@@ -76,7 +76,7 @@ def scope_after_middleware(send: Any) -> dict:
 def test_every_internal_the_fast_path_relies_on_is_there_with_the_pinned_versions(fresh):
     state = fresh.install()
     assert state.missing == []
-    assert state.on == {"write_through": True, "close_1009": True, "quiet_handshake": True}
+    assert state.on == {"write_through": True, "close_1009": True, "quiet_handshake": True, "reaper": True}
     assert sample("choir_transport_fast_path", part="write_through") == 1
 
 
@@ -138,6 +138,84 @@ def test_only_daphne_s_sends_get_a_wire(fresh):
 
     assert "choir.wire" not in scope_after_middleware(plain_send)
     assert "choir.wire" not in scope_after_middleware(functools.partial(plain_send))
+
+
+# The reaper ----------------------------------------------------------------------
+
+
+class Peer:
+    """Stands for a Daphne protocol object: hashable, and told of its application's exception."""
+
+    def __init__(self) -> None:
+        self.exceptions: list[BaseException] = []
+
+    def handle_exception(self, exception: BaseException) -> None:
+        self.exceptions.append(exception)
+
+
+async def test_daphne_connections_are_reaped_as_they_end_without_walking_the_rest(fresh, monkeypatch):
+    from daphne import server as daphne_server
+
+    fresh.install()
+    scheduled = []
+    monkeypatch.setattr(daphne_server.reactor, "callLater", lambda delay, fn, *a: scheduled.append(fn))
+    release: dict[Peer, asyncio.Event] = {}
+
+    async def application(scope, receive, send):
+        await release[scope["peer"]].wait()
+        if scope.get("fail"):
+            raise RuntimeError("the application failed")
+
+    server = daphne_server.Server.__new__(daphne_server.Server)
+    server.connections, server.application_close_timeout, server.application = {}, 10, application
+    server._choir_walked_at = time.monotonic()  # Daphne's own walk is not due for a minute
+    done, running, failed, stuck = (Peer() for _ in range(4))
+    for peer in (done, running, failed, stuck):
+        release[peer] = asyncio.Event()
+        server.protocol_connected(peer)
+        server.create_application(peer, {"type": "websocket", "peer": peer, "fail": peer is failed})
+    assert server.__dict__.get("_choir_due", set()) == set()  # nothing has ended: nothing to look at
+
+    release[done].set()
+    release[failed].set()
+    await asyncio.sleep(0.01)
+    server.protocol_disconnected(done)
+    server.protocol_disconnected(stuck)
+    assert server._choir_due == {done, failed, stuck}  # the running, connected one is never looked at
+    server.application_checker()
+    assert done not in server.connections
+    assert failed in server.connections and "application_instance" not in server.connections[failed]
+    assert [str(e) for e in failed.exceptions] == ["the application failed"]  # Daphne's rule: tell the protocol
+    assert running in server.connections and stuck in server.connections
+    assert server._choir_due == {stuck}  # disconnected, application still running: looked at again
+    assert scheduled == [server.application_checker]
+
+    server.application_close_timeout = 0  # the stuck one has now taken too long: cancelled, then reaped
+    server.application_checker()
+    await asyncio.sleep(0.01)
+    server.application_checker()
+    assert stuck not in server.connections and server._choir_due == set()
+
+    # Once a minute Daphne's own walk runs instead, as a net under the hooks.
+    server.protocol_disconnected(failed)
+    server._choir_due.clear()  # as if a hook had missed it
+    server._choir_walked_at = 0.0
+    server.application_checker()
+    assert failed not in server.connections and running in server.connections
+    release[running].set()
+    await asyncio.sleep(0.01)
+
+
+def test_without_the_fast_path_daphne_keeps_its_own_walk(fresh, settings, monkeypatch):
+    from daphne import server as daphne_server
+
+    settings.CHOIR_FAST_PATH = False
+    # Undo a patch an earlier install() in this process made (monkeypatch puts it back after).
+    for name, original in getattr(daphne_server.Server.application_checker, "choir_originals", {}).items():
+        monkeypatch.setattr(daphne_server.Server, name, original)
+    walk = daphne_server.Server.application_checker
+    state = fresh.install()
+    assert not state.on["reaper"] and daphne_server.Server.application_checker is walk
 
 
 # The queue cap ---------------------------------------------------------------------
