@@ -56,6 +56,9 @@ DEFAULTS: dict[str, Any] = {
     # The transport adapter (choir/transport.py): write frames straight to
     # Daphne's sockets; off = plain ASGI sends (slower, relies on nothing private)
     "CHOIR_FAST_PATH": True,
+    # Python's garbage collector, under Daphne: full passes after this many
+    # middle-generation ones (Python's default: 10; see choir/runtime.py)
+    "CHOIR_GC_FULL_EVERY": 100,
     # Bytes queued in the server for one socket before it is closed with 4408
     "CHOIR_MAX_QUEUED_BYTES": 4 * 1024 * 1024,
     "CHOIR_PROXY_HEADERS": False,
