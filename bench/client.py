@@ -10,6 +10,7 @@ finds it with two `str.find` calls whatever JSON the server wraps it in.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import json
 import resource
@@ -21,6 +22,8 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+
+from bench.lean import LeanSocket, open_lean
 
 MARK = "@@"
 DIALECTS = ("choir", "raw", "asgi", "channels", "socketio")
@@ -46,6 +49,7 @@ class Spec:
     source: str | None = None  # loopback source address (127.0.0.x): a port range of its own
     cookie: str | None = None  # a Cookie header (the stage's conductor signs in with a session)
     per_message: bool = False  # keep latencies per message too (the stage: when did the last listener have it?)
+    lean: bool = False  # listeners on bench/lean.py's socket instead of `websockets` (the stage: Choir only)
 
 
 def payload(step: int, sender: int, n: int, pad: str) -> str:
@@ -64,7 +68,7 @@ def encode(dialect: str, text: str, client_id: str) -> str:
 
 @dataclass(eq=False)
 class Member:
-    ws: ClientConnection
+    ws: ClientConnection | LeanSocket
     room: str
     sender: int | None = None  # this socket's sender id, if it sends
     counts: dict[int, int] = field(default_factory=dict)  # step -> payloads received
@@ -212,7 +216,11 @@ class Worker:
         self.by_room.setdefault(room, []).append(member)
         if member.sender is not None:
             self.senders.append(member)
-        self.readers.append(asyncio.ensure_future(self._read(member)))
+        if isinstance(result, LeanSocket):
+            result.on_text = functools.partial(self._heard, member)
+            result.on_close = functools.partial(setattr, member, "closed", True)
+        else:
+            self.readers.append(asyncio.ensure_future(self._read(member)))
         return member
 
     async def _open(self, room: str, sem: asyncio.Semaphore) -> ClientConnection | str:
@@ -231,8 +239,19 @@ class Worker:
             reason = result
         return reason
 
-    async def _open_once(self, room: str) -> ClientConnection | str:
+    async def _open_once(self, room: str) -> ClientConnection | LeanSocket | str:
         path = SOCKETIO_PATH.format(room=room) if self.spec.dialect == "socketio" else f"/ws/rooms/{room}/"
+        if self.spec.lean and self.spec.dialect == "choir":
+            try:
+                sock, first = await open_lean(
+                    "127.0.0.1", self.spec.port, path, source=self.spec.source, timeout=self.spec.open_timeout
+                )
+            except Exception as exc:
+                return type(exc).__name__
+            if '"hello"' not in first:
+                await sock.close()
+                return f"no hello: {first[:80]}"
+            return sock
         url = f"ws://127.0.0.1:{self.spec.port}{path}"
         # The tutorial stack refuses clients without an Origin; the others need none.
         origin = f"http://127.0.0.1:{self.spec.port}" if self.spec.dialect == "channels" else None
@@ -285,44 +304,48 @@ class Worker:
             pass
 
     async def _read(self, member: Member) -> None:
-        latencies, first_recv, last_recv = self.latencies, self.first_recv, self.last_recv
         try:
-            async for text in member.ws:
-                now = time.time()
-                start = text.find(MARK)
-                if start < 0:
-                    if text == "2":  # Engine.IO ping
-                        await member.ws.send("3")
-                    elif text.startswith('{"type":"error"'):
-                        self.errors += 1
-                        if member.waiting is not None and not member.waiting[1].done():
-                            member.waiting[1].set_result(None)
+            async for text in member.ws:  # type: ignore[union-attr]
+                if text == "2":  # Engine.IO ping
+                    await member.ws.send("3")  # type: ignore[union-attr]
                     continue
-                end = text.find(MARK, start + 2)
-                step_s, sender_s, n_s, sent_s = text[start + 2 : end].split(",")
-                step, sender, n = int(step_s), int(sender_s), int(n_s)
-                if step != self.step:
-                    self.late += 1
-                    continue
-                member.counts[step] = member.counts.get(step, 0) + 1
-                if n <= member.last_n.get(sender, -1):
-                    self.out_of_order += 1
-                member.last_n[sender] = n
-                latencies[step].append(now - float(sent_s))
-                if self.spec.per_message:
-                    self.by_message.setdefault(n, array("d")).append(now - float(sent_s))
-                if step not in first_recv:
-                    first_recv[step] = now
-                last_recv[step] = now
-                waiting = member.waiting
-                if waiting is not None and sender == member.sender and waiting[0] == n and not waiting[1].done():
-                    waiting[1].set_result(now)
+                self._heard(member, text)
         except ConnectionClosed:
             pass
         except asyncio.CancelledError:
             raise
         finally:
             member.closed = True
+
+    def _heard(self, member: Member, text: str) -> None:
+        """Count one frame a member received, and when it was sent."""
+        now = time.time()
+        start = text.find(MARK)
+        if start < 0:
+            if text.startswith('{"type":"error"'):
+                self.errors += 1
+                if member.waiting is not None and not member.waiting[1].done():
+                    member.waiting[1].set_result(None)
+            return
+        end = text.find(MARK, start + 2)
+        step_s, sender_s, n_s, sent_s = text[start + 2 : end].split(",")
+        step, sender, n = int(step_s), int(sender_s), int(n_s)
+        if step != self.step:
+            self.late += 1
+            return
+        member.counts[step] = member.counts.get(step, 0) + 1
+        if n <= member.last_n.get(sender, -1):
+            self.out_of_order += 1
+        member.last_n[sender] = n
+        self.latencies[step].append(now - float(sent_s))
+        if self.spec.per_message:
+            self.by_message.setdefault(n, array("d")).append(now - float(sent_s))
+        if step not in self.first_recv:
+            self.first_recv[step] = now
+        self.last_recv[step] = now
+        waiting = member.waiting
+        if waiting is not None and sender == member.sender and waiting[0] == n and not waiting[1].done():
+            waiting[1].set_result(now)
 
     # Senders ---------------------------------------------------------------
 

@@ -26,6 +26,7 @@ class ClientPool:
         sources: list[str] | None = None,
         cookie: str | None = None,
         per_message: bool = False,
+        lean: bool = False,
     ) -> None:
         # Fork: the orchestrator has imported nothing heavy, and spawning
         # re-imports for a second or so per process.
@@ -43,6 +44,7 @@ class ClientPool:
                 source=sources[index % len(sources)] if sources else None,
                 cookie=cookie,
                 per_message=per_message,
+                lean=lean,
             )
             proc = ctx.Process(target=client.main, args=(child, spec), name=f"bench-client-{index}", daemon=True)
             proc.start()

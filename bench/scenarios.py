@@ -553,6 +553,7 @@ def stage(
             concurrency=ctx.concurrency,
             sources=sources,
             per_message=True,
+            lean=True,  # listeners only read: bench/lean.py costs them a fraction of `websockets`
         )
         ctx.meter.watch("clients", procstat.pids(*listeners_pool.pids))
         mark = ctx.meter.mark()
