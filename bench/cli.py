@@ -62,14 +62,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         "idle_levels": [10000, 20000],
         "idle_room_size": 100,
         "idle_settle": 2.0,
-        "idle_max_seconds": 45,
+        "idle_max_seconds": 30,
         "client_processes": 4,
         "drain_timeout": 5.0,
         "reuse_servers": False,
         "reference_load": 10000,
         "workers_rooms": 4,
         "workers_members": 250,
-        "workers_deliveries": [20000, 40000, 60000, 80000, 100000],
+        "workers_deliveries": [25000, 50000, 75000, 100000, 125000],
     },
     # For development on a shared machine: every scenario, a few seconds each.
     "small": {
@@ -198,7 +198,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--stage-workers", type=int, help="Daphne workers for the stage (default: fit the fd limit)")
     p.add_argument("--stage-clients", type=int, help="load-generator processes, one loopback source address each")
     p.add_argument("--stage-posts", type=int, default=5, help="messages the conductor posts")
-    p.add_argument("--stage-interval", type=float, default=3.0, help="seconds between the conductor's posts")
+    p.add_argument("--stage-interval", type=float, default=10.0, help="seconds between the conductor's posts (each measured alone)")
     p.add_argument("--stage-max-seconds", type=float, default=600, help="stop connecting listeners after this long")
     p.add_argument("--scaling-sizes", type=_ints, help="room sizes for scaling, e.g. 10,100,1000,10000")
     p.add_argument("--scaling-rooms", type=_ints, help="numbers of rooms for scaling, e.g. 1,10,100,1000")

@@ -49,7 +49,7 @@ class Spec:
     source: str | None = None  # loopback source address (127.0.0.x): a port range of its own
     cookie: str | None = None  # a Cookie header (the stage's conductor signs in with a session)
     per_message: bool = False  # keep latencies per message too (the stage: when did the last listener have it?)
-    lean: bool = False  # listeners on bench/lean.py's socket instead of `websockets` (the stage: Choir only)
+    lean: bool = False  # listeners (not senders) on bench/lean.py's socket instead of `websockets` (Choir only)
 
 
 def payload(step: int, sender: int, n: int, pad: str) -> str:
@@ -208,7 +208,8 @@ class Worker:
     ) -> Member | str:
         """Open a socket and start reading it at once: a Socket.IO server closes a socket whose
         pings go unanswered (25 + 20 s), and connecting a crowd can take longer than that."""
-        result = await self._open(room, sem)
+        # Senders need a full client (they send and wait for acks); listeners may be lean.
+        result = await self._open(room, sem, lean=self.spec.lean and index not in senders)
         if isinstance(result, str):
             return result
         member = Member(result, room, senders.get(index))
@@ -223,7 +224,7 @@ class Worker:
             self.readers.append(asyncio.ensure_future(self._read(member)))
         return member
 
-    async def _open(self, room: str, sem: asyncio.Semaphore) -> ClientConnection | str:
+    async def _open(self, room: str, sem: asyncio.Semaphore, lean: bool = False) -> ClientConnection | LeanSocket | str:
         """A live socket, or why not; a refused handshake is retried as a real client would."""
         reason = ""
         for attempt in range(self.spec.attempts):
@@ -233,15 +234,15 @@ class Worker:
             async with sem:
                 if self.deadline is not None and time.time() > self.deadline:
                     return "deadline"
-                result = await self._open_once(room)
+                result = await self._open_once(room, lean)
             if not isinstance(result, str):
                 return result
             reason = result
         return reason
 
-    async def _open_once(self, room: str) -> ClientConnection | LeanSocket | str:
+    async def _open_once(self, room: str, lean: bool = False) -> ClientConnection | LeanSocket | str:
         path = SOCKETIO_PATH.format(room=room) if self.spec.dialect == "socketio" else f"/ws/rooms/{room}/"
-        if self.spec.lean and self.spec.dialect == "choir":
+        if lean and self.spec.dialect == "choir":
             try:
                 sock, first = await open_lean(
                     "127.0.0.1", self.spec.port, path, source=self.spec.source, timeout=self.spec.open_timeout
