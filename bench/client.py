@@ -3,7 +3,7 @@
 The orchestrator (bench.scenarios) drives each worker over a pipe with
 a few commands: connect sockets, send a step's messages, drain (wait until
 every member has what was sent to its room), close. Every payload carries
-its step, sender, number and send time between `@@` marks, so a receiver
+its step, sender, number and send time between `~~` marks, so a receiver
 finds it with two `str.find` calls whatever JSON the server wraps it in.
 """
 
@@ -25,7 +25,9 @@ from websockets.exceptions import ConnectionClosed
 
 from bench.lean import LeanSocket, open_lean
 
-MARK = "@@"
+# Not "@": Choir reads "@name" as a mention and looks the name up, a query
+# per batch that real chat pays only for messages that mention someone.
+MARK = "~~"
 DIALECTS = ("choir", "raw", "asgi", "channels", "socketio")
 # Socket.IO 4 over a raw WebSocket: Engine.IO v4 with the websocket transport
 # only. The server opens with `0{...}`, the client joins the default namespace

@@ -285,8 +285,10 @@ class Choir(Target):
         time.sleep(0.3 * (self.workers - 1))  # let late workers reach accept()
 
     def serving(self) -> procstat.Selector:
-        # The supervisor only waits on its workers; it holds no socket.
-        return procstat.children_of(self.pid)
+        # The Daphne workers: the supervisor only waits on them, and the
+        # webhook worker it also supervises holds no socket.
+        workers = procstat.children_of(self.pid)
+        return lambda stats: [pid for pid in workers(stats) if procstat.cmdline_has(pid, b"daphne")]
 
     def worker_pids(self) -> list[int]:
         return self.serving()(procstat.all_stats())
