@@ -516,6 +516,9 @@ def _patch_reaper() -> None:
             found = server._choir_due = set()
         return found
 
+    def became_due(server: Any, protocol: Any, _finished: Any) -> None:
+        due(server).add(protocol)
+
     def protocol_disconnected(self: Any, protocol: Any) -> None:
         disconnected(self, protocol)
         due(self).add(protocol)
@@ -524,7 +527,8 @@ def _patch_reaper() -> None:
         queue = create_application(self, protocol, scope)
         instance = self.connections.get(protocol, {}).get("application_instance")
         if instance is not None:
-            instance.add_done_callback(lambda _: due(self).add(protocol))
+            # A partial, not a closure: this is held for every open socket.
+            instance.add_done_callback(functools.partial(became_due, self, protocol))
         return queue
 
     def application_checker(self: Any) -> None:
