@@ -76,7 +76,9 @@ def scope_after_middleware(send: Any) -> dict:
 def test_every_internal_the_fast_path_relies_on_is_there_with_the_pinned_versions(fresh):
     state = fresh.install()
     assert state.missing == []
-    assert state.on == {"write_through": True, "close_1009": True, "quiet_handshake": True, "reaper": True}
+    assert state.on == {
+        "write_through": True, "close_1009": True, "quiet_handshake": True, "reaper": True, "input_queue": True
+    }
     assert sample("choir_transport_fast_path", part="write_through") == 1
 
 
@@ -213,9 +215,11 @@ def test_without_the_fast_path_daphne_keeps_its_own_walk(fresh, settings, monkey
     # Undo a patch an earlier install() in this process made (monkeypatch puts it back after).
     for name, original in getattr(daphne_server.Server.application_checker, "choir_originals", {}).items():
         monkeypatch.setattr(daphne_server.Server, name, original)
+    monkeypatch.setattr(daphne_server, "asyncio", asyncio)
     walk = daphne_server.Server.application_checker
     state = fresh.install()
     assert not state.on["reaper"] and daphne_server.Server.application_checker is walk
+    assert not state.on["input_queue"] and daphne_server.asyncio is asyncio
 
 
 # The queue cap ---------------------------------------------------------------------
@@ -488,3 +492,25 @@ def test_under_daphne_full_collections_wait_for_choir_gc_full_every_middle_passe
         assert gc.get_threshold() == (before[0], before[1], 77)
     finally:
         gc.set_threshold(*before)
+
+
+async def test_daphne_s_input_queue_is_the_lean_one_and_keeps_order_across_a_flood(fresh):
+    from daphne import server as daphne_server
+
+    state = fresh.install()
+    assert state.on["input_queue"] and daphne_server.asyncio.Queue is transport.InputQueue
+    queue = daphne_server.asyncio.Queue()
+    waiting = asyncio.ensure_future(queue.get())
+    await asyncio.sleep(0)
+    queue.put_nowait({"n": 0})
+    assert await waiting == {"n": 0}
+    for n in range(1, 1001):  # a flood queued before the application reads: compacted, in order
+        queue.put_nowait({"n": n})
+    assert queue.qsize() == 1000
+    assert [(await queue.get())["n"] for _ in range(1000)] == list(range(1, 1001))
+    assert queue.empty()
+    cancelled = asyncio.ensure_future(queue.get())  # a reader cancelled while waiting loses nothing
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    queue.put_nowait({"n": "kept"})
+    assert (await queue.get())["n"] == "kept"
