@@ -27,6 +27,8 @@ class LeanSocket(asyncio.Protocol):
         self.buffer = bytearray()
         self.upgraded = False
         self.first: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        # A socket closed before its hello, after its opener gave up waiting: nobody reads the error.
+        self.first.add_done_callback(lambda done: done.cancelled() or done.exception())
         self.on_text: Callable[[str], None] | None = None
         self.on_close: Callable[[], None] | None = None
         self.closed = False

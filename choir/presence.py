@@ -50,7 +50,7 @@ class LocalPresence:
             del self.rooms[room_id]
         return len(names), set()
 
-    async def names(self, room_id: int) -> set[str]:
+    async def names(self, room_id: int) -> set[str] | None:
         return set(self.rooms.get(room_id, ()))
 
     async def refresh(self, rooms: dict[int, set[str]]) -> None:
@@ -136,12 +136,13 @@ class RedisPresence:
             return -1, set()
         return int(count), {name.decode() for name in still}
 
-    async def names(self, room_id: int) -> set[str]:
+    async def names(self, room_id: int) -> set[str] | None:
+        """Everyone online in the room, or None when the store did not answer."""
         try:
             members = await self._client(room_id).zrangebyscore(_keys(self.prefix, room_id)[1], time.time(), "+inf")
         except Exception:
             log.warning("presence read failed room=%s", room_id, exc_info=True)
-            return set()
+            return None
         return {member.decode() for member in members}
 
     async def refresh(self, rooms: dict[int, set[str]]) -> None:

@@ -377,6 +377,31 @@ async def test_a_crowd_gets_presence_summed_up_with_counts_and_a_few_names(lobby
     await first.close()
 
 
+async def test_a_failed_presence_read_keeps_the_online_view_instead_of_emptying_it(lobby, monkeypatch):
+    # The whole-room read only heals the view; if the store does not answer,
+    # the hello must still list who is here, not an empty room.
+    from choir.fanout import current_hub
+    from choir.fanout.batching import PresenceBatcher
+
+    first = await connect("lobby", query="name=Ann")
+    second = await connect("lobby", query="name=Bo")
+    hub = current_hub()
+
+    async def no_answer(room_id):
+        return None
+
+    feed = next(iter(hub.feeds.values()))
+    feed.roster.add(["Zed (elsewhere)"])  # as heard from another process's batch
+    monkeypatch.setattr(hub.presence.store, "names", no_answer)
+    monkeypatch.setattr(PresenceBatcher, "ONLINE_CACHE", 0.0)  # read the store at every hello
+    third = await connect("lobby", query="name=Cy", hello=False)
+    hello = await third.expect("hello")
+    assert {"Ann (guest)", "Bo (guest)", "Cy (guest)", "Zed (elsewhere)"} <= set(hello["online"])
+    assert hello["online_count"] == 4
+    for sock in (first, second, third):
+        await sock.close()
+
+
 async def test_a_handshake_while_the_database_is_down_closes_with_1013_and_a_reason(lobby, make_user, monkeypatch):
     from django.db import OperationalError
 

@@ -126,7 +126,9 @@ class PresenceBatcher:
         every = self.ONLINE_CACHE if roster.count <= settings.CHOIR_PRESENCE_CROWD else self.CROWD_CACHE
         if time.monotonic() - roster.read_at > every:
             roster.read_at = time.monotonic()
-            roster.set_online(await self.store.names(feed.room.pk))
+            names = await self.store.names(feed.room.pk)
+            if names is not None:  # a failed read keeps the view the batches built, not an empty room
+                roster.set_online(names)
         return roster.sorted_online(), roster.count
 
     async def refresh(self, feeds: dict[int, Feed]) -> None:
